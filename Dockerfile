@@ -1,0 +1,22 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY requirements.lock pyproject.toml README.md ./
+COPY bff ./bff
+COPY templates ./templates
+COPY static ./static
+# Install the pinned runtime set, then bff itself as a regular (non-editable) package.
+RUN pip install --no-cache-dir -r requirements.lock \
+    && pip install --no-cache-dir --no-deps . \
+    && rm -rf /app/bff /app/templates /app/static
+
+RUN useradd --create-home --uid 10001 bff && mkdir -p /data && chown bff /data
+USER bff
+WORKDIR /data
+ENV BFF_DATABASE_URL=sqlite:////data/bff.db
+
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"]
+CMD ["bff", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,203 @@
+"""The ``bff`` command: serve | demo | migrate | users | check | reencrypt.
+
+Every failure is one clear line on stderr and a non-zero exit: 2 for bad
+settings or usage, 1 for anything else that went wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+from bff.errors import BffError, ConfigurationError
+from bff.settings import Settings
+
+if TYPE_CHECKING:
+    from bff.store.database import Database
+
+T = TypeVar("T")
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except ConfigurationError as exc:
+        print(f"bff: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BffError as exc:
+        print(f"bff: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bff", description="Backend-for-frontend for embedded analytics dashboards."
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server from environment / .env settings")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.set_defaults(command=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(command=_migrate)
+
+    users = commands.add_parser("users", help="manage local users")
+    user_commands = users.add_subparsers(title="user commands", required=True, metavar="ACTION")
+    add = user_commands.add_parser("add", help="create a local user; password read from stdin")
+    add.add_argument("email")
+    add.add_argument("--admin", action="store_true", help="make the user an administrator")
+    add.set_defaults(command=_users_add)
+    map_ = user_commands.add_parser("map", help="map a user to a (tenant, sub-tenant) pair")
+    map_.add_argument("email")
+    map_.add_argument("--tenant", required=True)
+    map_.add_argument("--sub-tenant", required=True)
+    map_.set_defaults(command=_users_map)
+
+    check = commands.add_parser("check", help="validate settings and call the vendor once")
+    check.add_argument("--tenant", required=True, help="tenant id to request a token for")
+    check.add_argument("--sub-tenant", required=True, help="sub-tenant id to request a token for")
+    check.set_defaults(command=_check)
+
+    reencrypt = commands.add_parser(
+        "reencrypt", help="re-encrypt every stored secret with the newest BFF_ENCRYPTION_KEYS key"
+    )
+    reencrypt.set_defaults(command=_reencrypt)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bff.app import create_app
+    from bff.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from bff.store.database import Database
+    from bff.store.migrate import current_revision, upgrade
+
+    settings = Settings.from_env()
+
+    async def run() -> str | None:
+        database = Database(settings.database_url)
+        try:
+            await upgrade(database.engine)
+            return await current_revision(database.engine)
+        finally:
+            await database.dispose()
+
+    print(f"database is at revision {_run(run())}")
+    return 0
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    from bff import identifiers
+    from bff.passwords import check_strength, hash_password
+    from bff.store.users import add_user
+
+    settings = Settings.from_env()
+    email = identifiers.email(args.email)
+    password = _read_password(sys.stdin)
+    check_strength(password, email)
+    password_hash = hash_password(password)
+
+    async def run(database: Database) -> None:
+        async with database.session() as session:
+            await add_user(session, email, password_hash, is_admin=args.admin)
+
+    _with_database(settings, run)
+    print(f"created {'admin' if args.admin else 'user'} {email}")
+    return 0
+
+
+def _users_map(args: argparse.Namespace) -> int:
+    from bff.store.users import get_user, map_user
+
+    settings = Settings.from_env()
+
+    async def run(database: Database) -> bool:
+        async with database.session() as session:
+            user = await get_user(session, args.email)
+            return await map_user(session, user, args.tenant, args.sub_tenant)
+
+    created = _with_database(settings, run)
+    state = "mapped" if created else "already mapped"
+    pair = f"({args.tenant.strip()}, {args.sub_tenant.strip()})"
+    print(f"{state}: {args.email.strip().lower()} -> {pair}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from bff.broker.check import run_check
+
+    settings = Settings.from_env()
+    return _run(run_check(settings, args.tenant, args.sub_tenant, sys.stdout))
+
+
+def _reencrypt(args: argparse.Namespace) -> int:
+    from bff.crypto import SecretBox
+    from bff.store.connections import reencrypt_connections
+
+    settings = Settings.from_env()
+    box = SecretBox(settings.encryption_keys)
+
+    async def run(database: Database) -> int:
+        async with database.session() as session:
+            return await reencrypt_connections(session, box)
+
+    print(f"re-encrypted {_with_database(settings, run)} secrets with the newest key")
+    return 0
+
+
+def _read_password(stream: TextIO) -> str:
+    if stream.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != first:
+            raise BffError("the passwords do not match")
+        return first
+    return stream.readline().rstrip("\r\n")
+
+
+def _with_database(settings: Settings, work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
+    from bff.store.database import Database
+    from bff.store.schema import prepare_schema
+
+    async def run() -> T:
+        database = Database(settings.database_url)
+        try:
+            await prepare_schema(database)
+            return await work(database)
+        finally:
+            await database.dispose()
+
+    return _run(run())
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)

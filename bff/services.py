@@ -1,0 +1,32 @@
+"""What the lifespan opens once and every route shares."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx2
+from prometheus_client import CollectorRegistry
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+
+from bff.clock import Clock
+from bff.crypto import SecretBox
+from bff.settings import Settings
+from bff.store.database import Database
+
+
+@dataclasses.dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    registry: CollectorRegistry
+    templates: Jinja2Templates
+    secret_box: SecretBox
+    database: Database
+    http: httpx2.AsyncClient
+
+
+def services(request: Request) -> Services:
+    """The app's services, from the lifespan state."""
+    found: Services = request.state.services
+    return found

@@ -1,0 +1,120 @@
+"""Exception handlers: RFC 9457 problem+json under ``/api/``, friendly pages elsewhere.
+
+No handler ever shows a traceback or an exception's text to the client; the
+request id on the page lets an operator find the logged details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
+
+from bff.errors import UpstreamRejected, UpstreamUnavailable
+from bff.logs import request_id
+from bff.services import services
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+MAX_RETRY_AFTER = 3600
+
+
+class ProblemResponse(JSONResponse):
+    media_type = "application/problem+json"
+
+
+def problem(
+    status: int, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+) -> Response:
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
+    body["detail"] = detail
+    body.update(extra)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def wants_problem(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIX)
+
+
+def error_page(
+    request: Request,
+    status: int,
+    title: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    retry_after: int | None = None,
+) -> Response:
+    if wants_problem(request):
+        return problem(status, message, headers=headers)
+    context = {
+        "title": title,
+        "message": message,
+        "status": status,
+        "request_id": request_id.get(),
+        "retry_after": retry_after,
+    }
+    return services(request).templates.TemplateResponse(
+        request, "error.html", context, status_code=status, headers=headers
+    )
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if exc.detail != phrase else _FRIENDLY.get(exc.status_code, phrase)
+    return error_page(request, exc.status_code, phrase, detail, headers=exc.headers)
+
+
+async def upstream_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UpstreamUnavailable)
+    retry = max(1, min(MAX_RETRY_AFTER, round(exc.retry_after or 30)))
+    logger.warning("vendor unavailable: %s", exc)
+    return error_page(
+        request,
+        503,
+        "Dashboard temporarily unavailable",
+        f"The dashboard is temporarily unavailable. Retrying in {retry} s.",
+        headers={"Retry-After": str(retry), "Cache-Control": "no-store"},
+        retry_after=retry,
+    )
+
+
+async def upstream_rejected(request: Request, exc: Exception) -> Response:
+    logger.error("vendor rejected our request (configuration error): %s", exc)
+    return error_page(
+        request,
+        502,
+        "Dashboard not available",
+        "The dashboard connection is misconfigured. An administrator has been notified.",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error", exc_info=exc)
+    return error_page(
+        request, 500, "Something went wrong", "Something went wrong on our side. Please retry."
+    )
+
+
+_FRIENDLY = {
+    404: "There is nothing at this address.",
+    405: "This address does not accept that kind of request.",
+}
+
+EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
+    HTTPException: http_exception,
+    UpstreamUnavailable: upstream_unavailable,
+    UpstreamRejected: upstream_rejected,
+    Exception: server_error,
+}
