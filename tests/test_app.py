@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from sqlalchemy import text
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from bff.app import create_app
+from bff.settings import Settings
+from bff.store.database import Database, create_engine
+from bff.store.migrate import upgrade
+
+
+def boom(request: object) -> None:
+    raise RuntimeError("internal detail: api_secret=hunter2hunter2")
+
+
+@pytest.fixture
+def client(base_settings: Settings) -> TestClient:
+    app = create_app(base_settings)
+    app.router.routes.append(Route("/boom", boom))
+    app.router.routes.append(Route("/api/boom", boom))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    with client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "checks": {"database": True}}
+
+
+def test_metrics_are_prometheus_text_labelled_by_route(client: TestClient) -> None:
+    with client:
+        client.get("/healthz")
+        client.get("/no/such/page/123")
+        body = client.get("/metrics").text
+    assert 'bff_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in body
+    assert 'route="unmatched",status="404"' in body
+    assert "/no/such/page/123" not in body
+
+
+def test_404_is_a_friendly_page(client: TestClient) -> None:
+    with client:
+        response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "There is nothing at this address." in response.text
+
+
+def test_api_errors_are_problem_details(client: TestClient) -> None:
+    with client:
+        response = client.get("/api/nowhere")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "There is nothing at this address.",
+    }
+
+
+def test_500_shows_no_traceback_or_detail(client: TestClient) -> None:
+    with client:
+        page = client.get("/boom", headers={"X-Request-ID": "req-abcdef123456"})
+        api = client.get("/api/boom")
+    assert page.status_code == 500
+    assert "Traceback" not in page.text
+    assert "hunter2" not in page.text and "internal detail" not in page.text
+    assert "req-abcdef123456" in page.text  # the reference an operator can grep for
+    assert api.status_code == 500
+    assert api.headers["content-type"] == "application/problem+json"
+    assert "hunter2" not in api.text
+
+
+def test_request_id_header(client: TestClient) -> None:
+    with client:
+        kept = client.get("/healthz", headers={"X-Request-ID": "abcdef-123456"})
+        replaced = client.get("/healthz", headers={"X-Request-ID": "bad id\r\nx"})
+    assert kept.headers["X-Request-ID"] == "abcdef-123456"
+    assert replaced.headers["X-Request-ID"] != "bad id\r\nx"
+    assert len(replaced.headers["X-Request-ID"]) == 16
+
+
+def test_static_files(client: TestClient) -> None:
+    with client:
+        response = client.get("/static/bff.css")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.postgres
+@pytest.mark.anyio
+async def test_readyz_reports_an_unreachable_database(
+    base_settings: Settings, postgres_url: str
+) -> None:
+    database = Database(postgres_url)
+    await upgrade(database.engine)
+    await database.dispose()
+    settings = dataclasses.replace(base_settings, database_url=postgres_url)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        name = postgres_url.rsplit("/", 1)[1]
+        admin = create_engine(postgres_url.rsplit("/", 1)[0] + "/postgres")
+        async with admin.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+            await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": False}
