@@ -16,6 +16,7 @@ boundary catches these classes only.
           └── UpstreamUnavailable    the vendor cannot answer now; carries retry_after
                ├── UpstreamRateLimited   429, with the vendor's requested cool-down
                ├── UpstreamTimeout       connect/read timeout
+               ├── UpstreamUnreachable   connection refused, DNS or TLS failure
                ├── UpstreamBadResponse   5xx, HTML instead of JSON, no token in the body
                └── CircuitOpen           too many recent failures; not calling the vendor
 """
@@ -91,11 +92,29 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class UpstreamRateLimited(UpstreamUnavailable):
-    """The vendor answered 429."""
+    """The vendor answered 429; ``connection_wide`` when the limit covers every key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        vendor_message: str | None = None,
+        retry_after: float | None = None,
+        connection_wide: bool = False,
+    ) -> None:
+        super().__init__(
+            message, status=status, vendor_message=vendor_message, retry_after=retry_after
+        )
+        self.connection_wide = connection_wide
 
 
 class UpstreamTimeout(UpstreamUnavailable):
     """The vendor did not answer in time (connect or read)."""
+
+
+class UpstreamUnreachable(UpstreamUnavailable):
+    """No connection to the vendor (refused, DNS, TLS)."""
 
 
 class UpstreamBadResponse(UpstreamUnavailable):

@@ -1,0 +1,58 @@
+"""The vendor side: connectors, the token cache and the broker (DESIGN §3)."""
+
+from __future__ import annotations
+
+import httpx2
+from prometheus_client import CollectorRegistry
+
+from bff.broker.broker import TokenBroker
+from bff.broker.cache import InMemoryTokenCache, TokenCache
+from bff.broker.connectors import Connector, build_connector
+from bff.broker.metrics import BrokerMetrics
+from bff.broker.policy import BrokerPolicy
+from bff.broker.scope import TokenScope, VendorToken
+from bff.clock import Clock, SystemClock
+from bff.settings import Settings
+
+__all__ = [
+    "DEFAULT_CONNECTION",
+    "BrokerPolicy",
+    "Connector",
+    "InMemoryTokenCache",
+    "TokenBroker",
+    "TokenCache",
+    "TokenScope",
+    "VendorToken",
+    "create_broker",
+]
+
+DEFAULT_CONNECTION = "default"
+
+
+def create_broker(
+    settings: Settings,
+    client: httpx2.AsyncClient,
+    registry: CollectorRegistry,
+    clock: Clock | None = None,
+    *,
+    cache: TokenCache | None = None,
+    policy: BrokerPolicy | None = None,
+    background: bool = True,
+) -> TokenBroker:
+    """The broker for ``settings``: connection ``"default"`` from ``BFF_UPSTREAM_*``, if set."""
+    clock = clock or SystemClock()
+    upstream = settings.upstream
+    connections = {}
+    if upstream.configured:
+        connections[DEFAULT_CONNECTION] = build_connector(upstream, clock)
+    return TokenBroker(
+        connections,
+        client,
+        BrokerMetrics(registry),
+        clock,
+        cache=cache,
+        policy=policy,
+        timeout=upstream.timeout,
+        max_concurrency=upstream.max_concurrency,
+        background=background,
+    )

@@ -1,0 +1,524 @@
+"""The token broker: the only component that asks the vendor for tokens.
+
+``get(scope)`` answers from the cache while a token is valid, and otherwise makes
+exactly one upstream call per key however many requests wait for it. Tokens are
+renewed in the background once most of their life is used; failures there only
+re-arm the refresh, so a valid token keeps being served through a vendor outage.
+With no valid token, ``get`` raises from the :mod:`bff.errors` Upstream branch:
+``UpstreamRejected`` for configuration errors (remembered briefly), otherwise an
+``UpstreamUnavailable`` carrying ``retry_after``.
+
+Background work runs as asyncio tasks owned by the broker and cancelled by
+``aclose()``; ``refresh_due()`` and ``wait_idle()`` let tests drive it step by step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+
+import anyio
+import httpx2
+
+from bff.broker.cache import InMemoryTokenCache, TokenCache, matches
+from bff.broker.circuit import CircuitBreaker
+from bff.broker.connectors.base import Connector
+from bff.broker.expiry import refresh_time, vendor_token
+from bff.broker.metrics import BrokerMetrics
+from bff.broker.policy import BrokerPolicy
+from bff.broker.scope import TokenScope, VendorToken
+from bff.broker.upstream import Gateway
+from bff.clock import Clock
+from bff.errors import (
+    CircuitOpen,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    UpstreamUnreachable,
+)
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+# The tenant fields of the key under which a connection-wide token is kept. Never a
+# valid identifier, so it cannot collide with a real pair.
+SHARED = ""
+_OUTCOMES: dict[type[UpstreamError], str] = {
+    UpstreamRejected: "rejected",
+    UpstreamRateLimited: "rate_limited",
+    UpstreamTimeout: "timeout",
+    UpstreamUnreachable: "unreachable",
+    UpstreamBadResponse: "bad_response",
+    CircuitOpen: "circuit_open",
+}
+
+
+@dataclasses.dataclass(eq=False)
+class _Connection:
+    id: str
+    connector: Connector
+    breaker: CircuitBreaker
+    cooldown_until: datetime | None = None
+    # Recent upstream call duration (seconds), so refreshes start early enough to finish.
+    latency: float = 0.0
+
+
+@dataclasses.dataclass(eq=False)
+class _KeyState:
+    expires_at: datetime | None = None
+    refresh_at: datetime | None = None
+    # Requested during the current token's life: worth renewing in the background.
+    wanted: bool = False
+    failures: int = 0
+    retry_at: datetime | None = None
+    last_error: UpstreamError | None = None
+    rejected_until: datetime | None = None
+
+
+class _Flight:
+    """One upstream call in progress for a key; ``discard`` once the key was purged."""
+
+    def __init__(self) -> None:
+        self.discard = False
+        self.task: asyncio.Task[VendorToken]
+
+
+class TokenBroker:
+    def __init__(
+        self,
+        connections: Mapping[str, Connector],
+        client: httpx2.AsyncClient,
+        metrics: BrokerMetrics,
+        clock: Clock,
+        *,
+        cache: TokenCache | None = None,
+        policy: BrokerPolicy | None = None,
+        timeout: float = 10.0,
+        max_concurrency: int = 8,
+        sleep: Sleep = anyio.sleep,
+        rng: random.Random | None = None,
+        background: bool = True,
+    ) -> None:
+        self._clock = clock
+        self._policy = policy or BrokerPolicy()
+        self._metrics = metrics
+        self._cache = cache or InMemoryTokenCache(clock)
+        self._gateway = Gateway(
+            client,
+            clock,
+            timeout=timeout,
+            default_cooldown=self._policy.default_cooldown,
+            max_cooldown=self._policy.max_cooldown,
+        )
+        self._semaphore = anyio.Semaphore(max_concurrency)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._background = background
+        self._connections: dict[str, _Connection] = {}
+        self._keys: dict[TokenScope, _KeyState] = {}
+        self._flights: dict[TokenScope, _Flight] = {}
+        self._tasks: set[asyncio.Task[VendorToken]] = set()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._closed = False
+        for connection_id, connector in connections.items():
+            self.add_connection(connection_id, connector)
+
+    # -- public interface ------------------------------------------------------------
+
+    def add_connection(self, connection_id: str, connector: Connector) -> None:
+        breaker = CircuitBreaker(
+            self._clock,
+            threshold=self._policy.circuit_threshold,
+            open_for=self._policy.circuit_open_for,
+        )
+        self._connections[connection_id] = _Connection(connection_id, connector, breaker)
+        self._metrics.circuit_state.labels(connection_id).set(0)
+
+    async def remove_connection(self, connection_id: str) -> int:
+        dropped = await self.purge(connection_id=connection_id)
+        self._connections.pop(connection_id, None)
+        return dropped
+
+    async def get(self, scope: TokenScope) -> VendorToken:
+        """A valid token for ``scope``; see the module docstring for what it raises."""
+        connection = self._connection(scope.connection_id)
+        self._start_scheduler()
+        if connection.connector.single_use:
+            # Every use needs its own token: no cache, no sharing between callers.
+            self._metrics.misses.labels(connection.id).inc()
+            self._raise_if_blocked(connection, scope)
+            return await self._fetch(connection, scope, self._policy.attempts)
+        key = self._key(connection, scope)
+        now = self._clock.now()
+        token = await self._cache.get(key)
+        if token is not None and token.expires_at > now:
+            self._metrics.hits.labels(connection.id).inc()
+            state = self._state(key, token, connection)
+            state.wanted = True
+            if self._background and state.refresh_at is not None and state.refresh_at <= now:
+                self._start_refresh(connection, key, token)
+            return token
+        self._metrics.misses.labels(connection.id).inc()
+        flight = self._flights.get(key)
+        if flight is None:
+            self._raise_if_blocked(connection, key)
+            flight = self._start_flight(connection, key, stale=None, background=False)
+        return await _joined(flight)
+
+    async def purge(
+        self, *, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
+    ) -> int:
+        """Drop cached tokens (and remembered failures) of a pair, a tenant or a connection."""
+        for key, flight in list(self._flights.items()):
+            if matches(key, connection_id, tenant_id, sub_tenant_id):
+                # Let the call finish for whoever waits on it, but never cache its result.
+                flight.discard = True
+                del self._flights[key]
+        for key in [k for k in self._keys if matches(k, connection_id, tenant_id, sub_tenant_id)]:
+            del self._keys[key]
+        return await self._cache.purge(connection_id, tenant_id, sub_tenant_id)
+
+    def cached(self) -> list[tuple[TokenScope, datetime]]:
+        """Keys with a valid token known to this process, and when each expires."""
+        now = self._clock.now()
+        return sorted(
+            (key, state.expires_at)
+            for key, state in self._keys.items()
+            if state.expires_at is not None and state.expires_at > now
+        )
+
+    async def refresh_due(self, *, wait: bool = True) -> int:
+        """Start renewing every wanted token past its refresh time; return how many started."""
+        now = self._clock.now()
+        started: list[_Flight] = []
+        for key, state in list(self._keys.items()):
+            if state.expires_at is None or state.expires_at <= now:
+                if state.retry_at is None and state.rejected_until is None:
+                    # An idle token ran out: forget it instead of renewing forever.
+                    del self._keys[key]
+                    await self._cache.delete(key)
+                continue
+            if not state.wanted or state.refresh_at is None or state.refresh_at > now:
+                continue
+            connection = self._connections.get(key.connection_id)
+            token = await self._cache.get(key)
+            if connection is None or token is None or key in self._flights:
+                continue
+            flight = self._start_refresh(connection, key, token)
+            if flight is not None:
+                started.append(flight)
+        if wait:
+            await asyncio.gather(*(f.task for f in started), return_exceptions=True)
+        return len(started)
+
+    async def wait_idle(self) -> None:
+        """Wait until no upstream call started by this broker is in flight."""
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        tasks: list[asyncio.Task[VendorToken] | asyncio.Task[None]] = list(self._tasks)
+        if self._scheduler is not None:
+            tasks.append(self._scheduler)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._flights.clear()
+        await self._cache.aclose()
+
+    # -- keys and their state ----------------------------------------------------------
+
+    def _connection(self, connection_id: str) -> _Connection:
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            if not self._connections:
+                raise UpstreamRejected("no vendor connection configured")
+            raise UpstreamRejected(f"no vendor connection {connection_id!r}")
+        return connection
+
+    @staticmethod
+    def _key(connection: _Connection, scope: TokenScope) -> TokenScope:
+        if connection.connector.per_pair:
+            return scope
+        return TokenScope(connection.id, SHARED, SHARED)
+
+    def _state(self, key: TokenScope, token: VendorToken, connection: _Connection) -> _KeyState:
+        state = self._keys.get(key)
+        if state is None or state.expires_at != token.expires_at:
+            # A token this process has not scheduled (another instance fetched it).
+            state = self._keys.setdefault(key, _KeyState())
+            self._schedule(state, token, connection)
+        return state
+
+    def _schedule(self, state: _KeyState, token: VendorToken, connection: _Connection) -> None:
+        state.expires_at = token.expires_at
+        lead = 2 * connection.latency + self._policy.poll
+        state.refresh_at = refresh_time(token, self._policy, self._rng, lead=lead)
+
+    def _raise_if_blocked(self, connection: _Connection, key: TokenScope) -> None:
+        self._raise_if_cooling(connection)
+        now = self._clock.now()
+        state = self._keys.get(key)
+        if state is None or state.last_error is None:
+            return
+        if state.rejected_until is not None and state.rejected_until > now:
+            raise _copy(state.last_error)
+        if state.retry_at is not None and state.retry_at > now:
+            raise _copy(state.last_error, retry_after=_seconds(state.retry_at - now))
+
+    # -- flights: one upstream call per key, shared by every waiter --------------------
+
+    def _start_flight(
+        self,
+        connection: _Connection,
+        key: TokenScope,
+        *,
+        stale: VendorToken | None,
+        background: bool,
+    ) -> _Flight:
+        flight = _Flight()
+        # The coroutine only starts at the next scheduling point, after this assignment.
+        flight.task = self._spawn(self._obtain(connection, key, flight, stale, background))
+        self._flights[key] = flight
+        return flight
+
+    def _start_refresh(
+        self, connection: _Connection, key: TokenScope, stale: VendorToken
+    ) -> _Flight | None:
+        if key in self._flights or self._closed:
+            return None
+        return self._start_flight(connection, key, stale=stale, background=True)
+
+    async def _obtain(
+        self,
+        connection: _Connection,
+        key: TokenScope,
+        flight: _Flight,
+        stale: VendorToken | None,
+        background: bool,
+    ) -> VendorToken:
+        try:
+            async with self._cache.lock(key):
+                # Another instance sharing the cache may have fetched it while we waited.
+                current = await self._cache.get(key)
+                fresh = current is not None and current.expires_at > self._clock.now()
+                if current is not None and fresh and current != stale:
+                    self._schedule(self._keys.setdefault(key, _KeyState()), current, connection)
+                    return current
+                attempts = 1 if background else self._policy.attempts
+                try:
+                    token = await self._fetch(connection, key, attempts)
+                except UpstreamError as exc:
+                    self._failed(connection, key, exc, background=background)
+                    raise
+                if not flight.discard:
+                    await self._cache.set(key, token)
+                    state = self._keys.setdefault(key, _KeyState())
+                    self._schedule(state, token, connection)
+                    state.wanted = not background
+                    state.failures = 0
+                    state.retry_at = state.rejected_until = state.last_error = None
+                if background:
+                    self._metrics.refreshes.labels(connection.id, "ok").inc()
+                return token
+        finally:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+
+    def _failed(
+        self, connection: _Connection, key: TokenScope, exc: UpstreamError, *, background: bool
+    ) -> None:
+        now = self._clock.now()
+        state = self._keys.setdefault(key, _KeyState())
+        state.last_error = exc
+        if isinstance(exc, UpstreamRejected):
+            logger.warning("vendor connection %s refused a token request: %s", connection.id, exc)
+            delay = self._policy.rejection_ttl
+            state.rejected_until = now + timedelta(seconds=delay)
+        else:
+            assert isinstance(exc, UpstreamUnavailable)
+            if isinstance(exc, UpstreamRateLimited | CircuitOpen):
+                delay = (
+                    exc.retry_after
+                    if exc.retry_after is not None
+                    else self._policy.default_cooldown
+                )
+            else:
+                delay = self._policy.failure_backoff.delay(state.failures)
+                state.failures += 1
+                exc.retry_after = max(exc.retry_after or 0.0, delay)
+            logger.info(
+                "vendor connection %s: no token (%s); next try in %.1f s",
+                connection.id,
+                type(exc).__name__,
+                delay,
+            )
+        if background:
+            self._metrics.refreshes.labels(connection.id, "failed").inc()
+            if state.expires_at is not None:
+                # Re-arm, but early enough to get another try in before the token runs out.
+                remaining = _seconds(state.expires_at - now)
+                delay = min(delay, max(remaining / 2, self._policy.poll))
+            state.refresh_at = now + timedelta(seconds=delay)
+        else:
+            state.retry_at = now + timedelta(seconds=delay)
+
+    # -- one upstream fetch, with in-call retries ----------------------------------------
+
+    async def _fetch(self, connection: _Connection, key: TokenScope, attempts: int) -> VendorToken:
+        for attempt in range(attempts):
+            last = attempt + 1 >= attempts
+            try:
+                return await self._fetch_once(connection, key)
+            except UpstreamRateLimited as exc:
+                wait = exc.retry_after if exc.retry_after is not None else float("inf")
+                if last or wait > self._policy.immediate_retry:
+                    raise
+                await self._sleep(wait)
+            except (UpstreamTimeout, UpstreamUnreachable, UpstreamBadResponse) as exc:
+                retryable = not isinstance(exc, UpstreamBadResponse) or (exc.status or 0) >= 500
+                if last or not retryable:
+                    raise
+                await self._sleep(self._policy.retry_backoff.delay(attempt))
+        raise AssertionError("attempts must be at least 1")
+
+    async def _fetch_once(self, connection: _Connection, key: TokenScope) -> VendorToken:
+        async with self._semaphore:
+            # Checked after queueing: a 429 or an open circuit stops those still waiting.
+            self._raise_if_cooling(connection)
+            if not connection.breaker.acquire():
+                self._count(connection, "circuit_open")
+                raise CircuitOpen(
+                    "the vendor failed repeatedly; calls are paused",
+                    retry_after=max(1.0, connection.breaker.retry_after()),
+                )
+            started = anyio.current_time()
+            obtained_at = self._clock.now()
+            try:
+                issued = await connection.connector.fetch(key, self._gateway.send)
+                token = vendor_token(
+                    issued, connection.connector.lifetime, obtained_at, self._policy
+                )
+            except UpstreamRejected:
+                connection.breaker.success()  # the vendor is up; our configuration is not
+                self._count(connection, "rejected")
+                raise
+            except UpstreamRateLimited as exc:
+                connection.breaker.neutral()
+                self._count(connection, "rate_limited")
+                self._cool_down(connection, exc)
+                raise
+            except UpstreamUnavailable as exc:
+                connection.breaker.failure()
+                self._count(connection, _OUTCOMES.get(type(exc), "bad_response"))
+                raise
+            except Exception as exc:
+                # A connector bug must still end in the error tree, not a stack trace page.
+                connection.breaker.failure()
+                self._count(connection, "bad_response")
+                logger.error(
+                    "vendor connection %s: %s in connector", connection.id, type(exc).__name__
+                )
+                raise UpstreamBadResponse("unexpected error reading the vendor's answer") from None
+            except BaseException:
+                connection.breaker.neutral()  # cancelled: frees a half-open probe slot
+                raise
+            else:
+                connection.breaker.success()
+                self._count(connection, "ok")
+                elapsed = anyio.current_time() - started
+                connection.latency = max(elapsed, 0.8 * connection.latency + 0.2 * elapsed)
+                return token
+            finally:
+                self._metrics.circuit_state.labels(connection.id).set(connection.breaker.state)
+
+    def _raise_if_cooling(self, connection: _Connection) -> None:
+        now = self._clock.now()
+        if connection.cooldown_until is not None and connection.cooldown_until > now:
+            raise UpstreamRateLimited(
+                "the vendor asked us to slow down on this connection",
+                status=429,
+                retry_after=_seconds(connection.cooldown_until - now),
+                connection_wide=True,
+            )
+
+    def _cool_down(self, connection: _Connection, exc: UpstreamRateLimited) -> None:
+        seconds = exc.retry_after or 0.0
+        # Connection-wide tokens have one key: a limit on it is a limit on the connection.
+        wide = exc.connection_wide or not connection.connector.per_pair
+        self._metrics.cooldowns.labels(connection.id, "connection" if wide else "key").inc()
+        if wide and seconds > 0:
+            until = self._clock.now() + timedelta(seconds=seconds)
+            if connection.cooldown_until is None or until > connection.cooldown_until:
+                connection.cooldown_until = until
+
+    def _count(self, connection: _Connection, outcome: str) -> None:
+        self._metrics.upstream_calls.labels(connection.id, outcome).inc()
+
+    # -- background tasks ----------------------------------------------------------------
+
+    def _spawn(self, coroutine: Awaitable[VendorToken]) -> asyncio.Task[VendorToken]:
+        task: asyncio.Task[VendorToken] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[VendorToken]) -> None:
+        self._tasks.discard(task)
+        # Mark the outcome retrieved: a refresh nobody awaits must not warn at exit.
+        if not task.cancelled():
+            task.exception()
+
+    def _start_scheduler(self) -> None:
+        if self._background and self._scheduler is None and not self._closed:
+            self._scheduler = asyncio.get_running_loop().create_task(self._run_scheduler())
+
+    async def _run_scheduler(self) -> None:
+        while True:
+            try:
+                await self.refresh_due(wait=False)
+            except Exception:
+                logger.exception("token refresh scheduler failed; continuing")
+            await self._sleep(self._policy.poll)
+
+
+async def _joined(flight: _Flight) -> VendorToken:
+    # Shielded: one waiter giving up (a closed browser tab) must not cancel the
+    # call every other waiter depends on.
+    try:
+        return await asyncio.shield(flight.task)
+    except UpstreamError as exc:
+        # Each waiter gets its own exception object; one shared object would pile up tracebacks.
+        raise _copy(exc) from None
+
+
+def _copy(exc: UpstreamError, *, retry_after: float | None = None) -> UpstreamError:
+    if isinstance(exc, UpstreamRateLimited):
+        return UpstreamRateLimited(
+            str(exc),
+            status=exc.status,
+            vendor_message=exc.vendor_message,
+            retry_after=exc.retry_after if retry_after is None else retry_after,
+            connection_wide=exc.connection_wide,
+        )
+    if isinstance(exc, UpstreamUnavailable):
+        return type(exc)(
+            str(exc),
+            status=exc.status,
+            vendor_message=exc.vendor_message,
+            retry_after=exc.retry_after if retry_after is None else retry_after,
+        )
+    return type(exc)(str(exc), status=exc.status, vendor_message=exc.vendor_message)
+
+
+def _seconds(delta: timedelta) -> float:
+    return max(0.0, delta.total_seconds())

@@ -1,0 +1,100 @@
+"""Where vendor tokens are kept between requests.
+
+:class:`TokenCache` is the seam a Redis implementation fills for several
+instances: ``lock`` is the distributed single-flight lock (one upstream call per
+key across instances), and a shared store encrypts the tokens it writes. The
+broker itself deduplicates concurrent calls inside one process before it ever
+takes that lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import anyio
+
+from bff.broker.scope import TokenScope, VendorToken
+from bff.clock import Clock
+
+
+class TokenCache(Protocol):
+    async def get(self, scope: TokenScope) -> VendorToken | None:
+        """The stored token, or ``None`` when absent or expired."""
+        ...
+
+    async def set(self, scope: TokenScope, token: VendorToken) -> None:
+        """Store ``token`` until its ``expires_at``."""
+        ...
+
+    async def delete(self, scope: TokenScope) -> bool: ...
+
+    async def purge(
+        self, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
+    ) -> int:
+        """Drop every token of the connection matching the given ids; return how many."""
+        ...
+
+    def lock(self, scope: TokenScope) -> AbstractAsyncContextManager[None]:
+        """Held while fetching a token for ``scope``; exclusive across every sharer of the cache."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def matches(
+    scope: TokenScope, connection_id: str, tenant_id: str | None, sub_tenant_id: str | None
+) -> bool:
+    return (
+        scope.connection_id == connection_id
+        and (tenant_id is None or scope.tenant_id == tenant_id)
+        and (sub_tenant_id is None or scope.sub_tenant_id == sub_tenant_id)
+    )
+
+
+class InMemoryTokenCache:
+    """A dict in this process; the default for a single instance."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._tokens: dict[TokenScope, VendorToken] = {}
+        self._locks: dict[TokenScope, anyio.Lock] = {}
+
+    async def get(self, scope: TokenScope) -> VendorToken | None:
+        token = self._tokens.get(scope)
+        if token is not None and token.expires_at <= self._clock.now():
+            del self._tokens[scope]
+            return None
+        return token
+
+    async def set(self, scope: TokenScope, token: VendorToken) -> None:
+        self._tokens[scope] = token
+
+    async def delete(self, scope: TokenScope) -> bool:
+        return self._tokens.pop(scope, None) is not None
+
+    async def purge(
+        self, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
+    ) -> int:
+        doomed = [s for s in self._tokens if matches(s, connection_id, tenant_id, sub_tenant_id)]
+        for scope in doomed:
+            del self._tokens[scope]
+        return len(doomed)
+
+    @asynccontextmanager
+    async def _locked(self, scope: TokenScope) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(scope, anyio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            # Forget idle locks so thousands of pairs do not leave thousands of locks behind.
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._locks.pop(scope, None)
+
+    def lock(self, scope: TokenScope) -> AbstractAsyncContextManager[None]:
+        return self._locked(scope)
+
+    async def aclose(self) -> None:
+        self._tokens.clear()
