@@ -1,0 +1,139 @@
+"""Security headers on every response.
+
+Defaults, each kept when a route already set its own value:
+
+- ``Content-Security-Policy``: nonce-based scripts and styles, ``frame-src`` the
+  vendor origin of ``BFF_DASHBOARD_URL`` only, ``frame-ancestors 'none'``. Routes
+  that need another policy (the dashboard delivery pages, embed pages) build one
+  with :func:`content_security_policy` and set it; ``X-Frame-Options: DENY`` is
+  added only alongside the default policy, so it never contradicts theirs.
+- ``Referrer-Policy: same-origin``: no Referer ever leaves the site. Not
+  ``no-referrer`` everywhere, because under that policy browsers send
+  ``Origin: null`` on same-origin form posts, which the cross-site check in
+  :mod:`bff.web.csrf` then has to take on ``Sec-Fetch-Site`` alone. Pages that
+  carry a vendor token set ``no-referrer`` themselves.
+- ``X-Content-Type-Options: nosniff``.
+- ``Cache-Control: no-store`` on everything outside ``/static/``: pages depend on
+  the session, and nothing else is worth caching.
+- ``Strict-Transport-Security`` when ``BFF_PUBLIC_URL`` is https (one year,
+  without ``includeSubDomains``: the operator's other hosts are not ours to pin).
+
+Each request gets a fresh nonce in ``request.state.csp_nonce``; templates see it
+as ``csp_nonce``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
+
+from bff.settings import Settings
+
+HSTS = "max-age=31536000"
+_SOURCE = re.compile(r"[^\s;,]+")
+
+
+def content_security_policy(
+    nonce: str,
+    *,
+    frame_src: Sequence[str],
+    form_action: Sequence[str] = ("'self'",),
+    frame_ancestors: Sequence[str] = ("'none'",),
+) -> str:
+    """A strict policy: only this site's and nonce-tagged scripts and styles, frames only
+    from ``frame_src``, framed only by ``frame_ancestors``."""
+    directives: dict[str, Sequence[str]] = {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", f"'nonce-{nonce}'"],
+        "style-src": ["'self'", f"'nonce-{nonce}'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "frame-src": frame_src or ["'none'"],
+        "form-action": form_action or ["'none'"],
+        "frame-ancestors": frame_ancestors or ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+    for sources in directives.values():
+        for source in sources:
+            # A ';' or ',' would end the directive or start a second policy.
+            if not _SOURCE.fullmatch(source):
+                raise ValueError(f"not a CSP source expression: {source!r}")
+    return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class SecurityHeaders:
+    """The default headers for one set of settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.frame_src = (origin_of(settings.dashboard_url),) if settings.dashboard_url else ()
+        self.hsts = settings.is_https
+
+    def apply(self, headers: MutableHeaders, *, path: str, nonce: str) -> None:
+        if "content-security-policy" not in headers:
+            headers["Content-Security-Policy"] = content_security_policy(
+                nonce, frame_src=self.frame_src
+            )
+            headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not path.startswith("/static/"):
+            headers.setdefault("Cache-Control", "no-store")
+        if self.hsts:
+            headers.setdefault("Strict-Transport-Security", HSTS)
+
+
+class SecurityHeadersMiddleware:
+    """Pure ASGI: a nonce per request, and :class:`SecurityHeaders` on every response."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.headers = SecurityHeaders(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.headers.apply(MutableHeaders(scope=message), path=scope["path"], nonce=nonce)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def with_security_headers(
+    handler: Callable[[Request, Exception], Awaitable[Response]], settings: Settings
+) -> ExceptionHandler:
+    """Wrap the 500 handler: Starlette runs it outside every user middleware."""
+    headers = SecurityHeaders(settings)
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        nonce = getattr(request.state, "csp_nonce", None) or secrets.token_urlsafe(16)
+        headers.apply(response.headers, path=request.url.path, nonce=nonce)
+        return response
+
+    return handle
+
+
+def csp_nonce(request: Request) -> str:
+    """This request's nonce, for ``<script nonce=…>`` and route-built policies."""
+    nonce: str = getattr(request.state, "csp_nonce", "")
+    return nonce

@@ -1,0 +1,42 @@
+"""Fixtures for whole-app web tests.
+
+``client`` talks to ``https://testserver`` (the ``settings`` public URL), so the
+``Secure`` ``__Host-`` cookies a production deployment sets are stored and sent
+back exactly as a browser would; it does not follow redirects, so tests see them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from bff.app import create_app
+from bff.clock import ManualClock
+from bff.settings import Settings
+
+PUBLIC_URL = "https://testserver"
+
+
+@pytest.fixture
+def settings(base_settings: Settings) -> Settings:
+    return dataclasses.replace(base_settings, public_url=PUBLIC_URL)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: ManualClock) -> Starlette:
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+def client(app: Starlette) -> Iterator[TestClient]:
+    with TestClient(app, base_url=PUBLIC_URL, follow_redirects=False) as client:
+        yield client
