@@ -6,7 +6,8 @@ one vendor directory :class:`~bff.web.vendor_target.VendorTarget` allows, carryi
 only an allowlist of harmless request headers plus ``Authorization: Bearer``
 added here. The browser's cookies, credentials, tenant headers and hop-by-hop
 headers never reach the vendor; the vendor's cookies and site-wide headers
-(``Set-Cookie``, ``Clear-Site-Data``, HSTS) never reach the browser. Bodies
+(``Set-Cookie``, ``Clear-Site-Data``, HSTS) never reach the browser, and its
+policy keeps every directive but ``frame-ancestors``. Bodies
 stream both ways; redirects are rewritten under the prefix or refused.
 
 The proxied pages run on the BFF's origin, so the vendor's dashboard code is
@@ -23,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from bff.logs import request_id
 from bff.services import services
-from bff.web.errors import error_page
 from bff.web.vendor_target import PREFIX, UnsafePath, VendorTarget
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ _RESPONSE_HEADERS = frozenset(
         "vary",
     }
 )
-# Tenant data must never sit in a shared cache; the vendor page is framed only by our own page.
+# Tenant data must never sit in a shared cache; the vendor page is framed only by our own
+# page (a second policy header: browsers enforce every policy they get).
 _ADDED_RESPONSE_HEADERS = (
     (b"cache-control", b"no-store"),
     (b"referrer-policy", b"no-referrer"),
@@ -99,7 +101,9 @@ class VendorProxy:
 
     async def _forward(self, request: Request, send: Send) -> Response | None:
         if self.target is None:
-            return framed_page(request, 404, "No dashboard", "No vendor dashboard is configured.")
+            return framed_page(
+                request, 404, "No dashboard here", "The dashboard is not proxied by this server."
+            )
         raw_rest = _raw_rest(request.scope)
         try:
             if raw_rest is None:
@@ -150,6 +154,10 @@ class VendorProxy:
             for name, value in upstream.headers.raw
             if name.lower().decode("latin-1") in _RESPONSE_HEADERS
         ]
+        for policy in upstream.headers.get_list("content-security-policy"):
+            kept = _without_frame_ancestors(policy)
+            if kept:
+                headers.append((b"content-security-policy", kept.encode("latin-1")))
         location = upstream.headers.get("location")
         if location is not None:
             rewritten = self.target.browser_location(location, url)
@@ -160,11 +168,38 @@ class VendorProxy:
         return headers
 
 
-def framed_page(request: Request, status: int, title: str, message: str) -> Response:
-    """A friendly page the dashboard iframe may show (the default policy forbids framing)."""
-    response = error_page(request, status, title, message, headers={"Cache-Control": "no-store"})
-    response.headers["Content-Security-Policy"] = FRAMED_PAGE_CSP
-    return response
+def framed_page(
+    request: Request,
+    status: int,
+    title: str,
+    message: str,
+    *,
+    link: tuple[str, str] | None = None,
+    retry_after: int | None = None,
+) -> Response:
+    """A notice shown inside the dashboard iframe: ``'self'`` may frame it (the default
+    policy forbids framing), and its ``link`` opens in the top window."""
+    headers = {"Cache-Control": "no-store", "Content-Security-Policy": FRAMED_PAGE_CSP}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    context = {
+        "title": title,
+        "message": message,
+        "link": link,
+        "retry_after": retry_after,
+        "request_id": request_id.get(),
+    }
+    return services(request).templates.TemplateResponse(
+        request, "framed_notice.html", context, status_code=status, headers=headers
+    )
+
+
+def _without_frame_ancestors(policy: str) -> str:
+    """The vendor's own policy still protects its page; only who may frame it is ours to say."""
+    directives = [part.strip() for part in policy.split(";")]
+    return "; ".join(
+        part for part in directives if part and part.split()[0].lower() != "frame-ancestors"
+    )
 
 
 def _raw_rest(scope: Scope) -> str | None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 
 import httpx2
 import pytest
-from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -17,17 +16,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.testclient import TestClient
 
-from bff.clock import ManualClock
-from bff.crypto import SecretBox
 from bff.resources import static_dir, templates_dir
-from bff.services import Services
-from bff.settings import Settings
-from bff.store.database import Database
 from bff.web.errors import EXCEPTION_HANDLERS
-from bff.web.proxy import VendorProxy
+from bff.web.proxy import Authorize, VendorProxy
 from bff.web.vendor_target import VendorTarget
 
 TOKEN = "vendor-token-for-acme-north"
+VendorHandler = Callable[[httpx2.Request], Coroutine[None, None, httpx2.Response]]
 
 
 @dataclasses.dataclass
@@ -64,7 +59,10 @@ class FakeVendor:
                 ("Set-Cookie", "vendor_session=abc; Path=/"),
                 ("Clear-Site-Data", '"cookies"'),
                 ("Strict-Transport-Security", "max-age=1"),
-                ("Content-Security-Policy", "frame-ancestors https://vendor.example"),
+                (
+                    "Content-Security-Policy",
+                    "frame-ancestors https://vendor.example; script-src 'self'",
+                ),
                 ("X-Frame-Options", "DENY"),
                 ("ETag", '"v1"'),
             ],
@@ -76,7 +74,7 @@ async def _chunks(*chunks: bytes) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def allow(request: Request) -> str:
+async def allow(request: Request) -> str | Response:
     return TOKEN
 
 
@@ -89,29 +87,25 @@ def vendor() -> FakeVendor:
     return FakeVendor()
 
 
-def _app(settings: Settings, vendor: FakeVendor, authorize: object = allow) -> Starlette:
+@dataclasses.dataclass
+class ProxyServices:
+    """The part of :class:`~bff.services.Services` the proxy uses."""
+
+    http: httpx2.AsyncClient
+    templates: Jinja2Templates
+
+
+def _app(vendor: VendorHandler, authorize: Authorize = allow) -> Starlette:
     target = VendorTarget.from_dashboard_url("http://vendor.test:9000/dashboard/")
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
-        database = Database(settings.database_url)
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ProxyServices]]:
         async with httpx2.AsyncClient(transport=httpx2.MockTransport(vendor)) as http:
-            yield {
-                "services": Services(
-                    settings=settings,
-                    clock=ManualClock(),
-                    registry=CollectorRegistry(),
-                    templates=Jinja2Templates(directory=templates_dir()),
-                    secret_box=SecretBox(settings.encryption_keys),
-                    database=database,
-                    http=http,
-                )
-            }
-        await database.dispose()
+            yield {"services": ProxyServices(http, Jinja2Templates(directory=templates_dir()))}
 
     return Starlette(
         routes=[
-            Mount("/vendor", app=VendorProxy(target, authorize)),  # type: ignore[arg-type]
+            Mount("/vendor", app=VendorProxy(target, authorize)),
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -120,8 +114,8 @@ def _app(settings: Settings, vendor: FakeVendor, authorize: object = allow) -> S
 
 
 @pytest.fixture
-def client(base_settings: Settings, vendor: FakeVendor) -> Iterator[TestClient]:
-    with TestClient(_app(base_settings, vendor)) as client:
+def client(vendor: FakeVendor) -> Iterator[TestClient]:
+    with TestClient(_app(vendor)) as client:
         yield client
 
 
@@ -201,7 +195,10 @@ def test_vendor_cookies_and_site_wide_headers_do_not_reach_the_browser(
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers.get_list("content-security-policy") == ["frame-ancestors 'self'"]
+    assert response.headers.get_list("content-security-policy") == [
+        "script-src 'self'",
+        "frame-ancestors 'self'",
+    ]
     assert response.headers.get_list("x-frame-options") == ["SAMEORIGIN"]
     assert not client.cookies
 
@@ -280,20 +277,18 @@ def test_bodies_stream_both_ways(client: TestClient, vendor: FakeVendor) -> None
     assert vendor.seen[0].method == "POST"
 
 
-def test_refused_authorization_sends_nothing(base_settings: Settings, vendor: FakeVendor) -> None:
-    with TestClient(_app(base_settings, vendor, authorize=deny)) as client:
+def test_refused_authorization_sends_nothing(vendor: FakeVendor) -> None:
+    with TestClient(_app(vendor, authorize=deny)) as client:
         response = client.get("/vendor/page")
     assert response.status_code == 401
     assert vendor.seen == []
 
 
-def test_unreachable_vendor_is_a_framed_page(base_settings: Settings) -> None:
+def test_unreachable_vendor_is_a_framed_page() -> None:
     async def down(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ConnectError("connection refused", request=request)
 
-    app = _app(base_settings, FakeVendor())
-    with TestClient(app) as client:
-        client.app_state["services"].http._transport = httpx2.MockTransport(down)
+    with TestClient(_app(down)) as client:
         response = client.get("/vendor/page")
     assert response.status_code == 502
     assert "could not be reached" in response.text
