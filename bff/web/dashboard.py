@@ -107,9 +107,12 @@ async def authorize_proxy(request: Request) -> str | Response:
     svc = services(request)
     pair = session.scope
     if pair is None or not await is_mapped(svc.database, session.user_id, pair):
-        return framed_page(
-            request, 403, "No access", NOT_MAPPED, link=("/", "Back to your dashboard")
-        )
+        pairs = await mapped_pairs(svc.database, session.user_id)
+        if not pairs:
+            return framed_page(
+                request, 403, "No access", NOT_MAPPED, link=("/", "Back to your dashboard")
+            )
+        pair = await _active_pair(svc, session, pairs)
     try:
         token = await svc.broker.get(TokenScope(CONNECTION_ID, *pair))
     except UpstreamUnavailable as exc:

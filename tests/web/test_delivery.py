@@ -1,0 +1,218 @@
+"""The four deliveries end to end in-process: the page, its headers, and the vendor's answer."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from urllib.parse import unquote
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from bff.clock import ManualClock
+from bff.demo.faults import Fault
+from bff.demo.vendor import VendorConfig
+from bff.settings import DELIVERY_MODES, DeliveryMode, Settings
+from tests.web.dashboard_fixtures import (
+    DASHBOARD_URL,
+    VENDOR_URL,
+    RecordingVendor,
+    dashboard_app,
+    heading_for,
+    sign_in_analyst,
+    vendor_heading,
+)
+from tests.web.helpers import form_token
+
+_IFRAME_SRC = re.compile(r'<iframe class="dashboard"[^>]* src="([^"]*)"')
+_NONCE = re.compile(r"'nonce-([^']+)'")
+_TOKEN_FIELD = re.compile(r'name="token" value="([^"]+)"')
+
+
+@pytest.fixture(params=DELIVERY_MODES)
+def delivery(request: pytest.FixtureRequest) -> DeliveryMode:
+    mode: DeliveryMode = request.param
+    return mode
+
+
+@pytest.fixture
+def vendor(clock: ManualClock) -> RecordingVendor:
+    return RecordingVendor(VendorConfig(clock=clock))
+
+
+@pytest.fixture
+def app(
+    settings: Settings, clock: ManualClock, vendor: RecordingVendor, delivery: DeliveryMode
+) -> Starlette:
+    return dashboard_app(settings, clock, vendor, delivery)
+
+
+def iframe_src(page: str) -> str:
+    found = _IFRAME_SRC.search(page)
+    assert found, "no dashboard iframe"
+    return html.unescape(found.group(1))
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    parsed = {}
+    for part in policy.split(";"):
+        name, *sources = part.split()
+        parsed[name] = sources
+    return parsed
+
+
+def open_dashboard(
+    client: TestClient, vendor: RecordingVendor, delivery: DeliveryMode, page: str
+) -> str:
+    if delivery == "proxy":
+        return client.get(iframe_src(page)).text
+    assert client.portal is not None
+    return client.portal.call(open_in_vendor, vendor, delivery, page)
+
+
+async def open_in_vendor(vendor: RecordingVendor, delivery: DeliveryMode, page: str) -> str:
+    """What the browser's iframe would show, fetched the way that delivery makes it fetch."""
+    src = iframe_src(page)
+    async with httpx2.AsyncClient(transport=vendor) as browser:
+        if delivery == "post":
+            field = _TOKEN_FIELD.search(page)
+            assert field, "no token field on a post-delivery page"
+            token = html.unescape(field.group(1))
+            answer = await browser.post(DASHBOARD_URL, data={"token": token})
+            return answer.text
+        if delivery == "fragment":
+            # What the vendor's app.js does: read the fragment, ask insights.json with it.
+            token = unquote(src.split("#token=", 1)[1])
+            answer = await browser.get(
+                f"{DASHBOARD_URL}insights.json", headers={"Authorization": f"Bearer {token}"}
+            )
+            return f"<h1>{answer.json()['heading']}</h1>"
+        return (await browser.get(src)).text
+
+
+def test_each_delivery_shows_the_right_tenant(
+    client: TestClient, vendor: RecordingVendor, delivery: DeliveryMode
+) -> None:
+    sign_in_analyst(client)
+    page = client.get("/")
+    assert page.status_code == 200
+    shown = open_dashboard(client, vendor, delivery, page.text)
+    assert vendor_heading(shown) == heading_for(("acme", "north"))
+
+    client.post("/scope", data={"scope": "globex/emea", "csrf_token": form_token(page.text)})
+    page = client.get("/")
+    shown = open_dashboard(client, vendor, delivery, page.text)
+    assert vendor_heading(shown) == heading_for(("globex", "emea"))
+
+
+def test_token_pages_are_no_store_no_referrer_with_a_strict_policy(
+    client: TestClient, delivery: DeliveryMode
+) -> None:
+    sign_in_analyst(client)
+    page = client.get("/")
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    policy = directives(page.headers["content-security-policy"])
+    expected_frame = ["'self'"] if delivery == "proxy" else [VENDOR_URL]
+    assert policy["frame-src"] == expected_frame
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert policy["default-src"] == ["'self'"]
+    assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+    expected_forms = ["'self'", VENDOR_URL] if delivery == "post" else ["'self'"]
+    assert policy["form-action"] == expected_forms
+    (nonce,) = {found for found in _NONCE.findall(page.headers["content-security-policy"])}
+    for script in re.findall(r"<script[^>]*>", page.text):
+        assert f'nonce="{nonce}"' in script
+    assert ("<script" in page.text) == (delivery == "post")
+
+
+def test_iframe_source_per_mode(client: TestClient, delivery: DeliveryMode) -> None:
+    sign_in_analyst(client)
+    src = iframe_src(client.get("/").text)
+    if delivery == "proxy":
+        assert src == "/vendor/"
+    elif delivery == "post":
+        assert src == "about:blank"
+    elif delivery == "fragment":
+        assert src.startswith(f"{DASHBOARD_URL}#token=ey")
+    else:
+        assert src.startswith(f"{DASHBOARD_URL}?token=ey")
+
+
+def test_query_mode_warns_at_start_up(
+    app: Starlette, delivery: DeliveryMode, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bff.web.delivery"), TestClient(app):
+        pass
+    warned = any("BFF_DASHBOARD_DELIVERY=query" in r.getMessage() for r in caplog.records)
+    assert warned == (delivery == "query")
+
+
+@pytest.mark.parametrize("delivery", ["proxy"], indirect=True)
+class TestProxyInTheApp:
+    def test_needs_a_session(self, client: TestClient, vendor: RecordingVendor) -> None:
+        response = client.get("/vendor/")
+        assert response.status_code == 401
+        assert 'href="/login" target="_top"' in response.text
+        assert "frame-ancestors 'self'" in response.headers["content-security-policy"]
+        assert vendor.requests == []
+
+    def test_uses_the_sessions_pair_and_no_browser_credentials(
+        self, client: TestClient, vendor: RecordingVendor
+    ) -> None:
+        sign_in_analyst(client)
+        client.get("/")
+        vendor.requests.clear()
+        shown = client.get(
+            "/vendor/",
+            headers={
+                "Authorization": "Bearer forged",
+                "X-Tenant-Id": "initech",
+                "X-Sub-Tenant-Id": "west",
+            },
+            params={"tenant": "initech"},
+        )
+        assert vendor_heading(shown.text) == heading_for(("acme", "north"))
+        (forwarded,) = vendor.requests
+        assert forwarded.url.host == "vendor.test"
+        assert "cookie" not in forwarded.headers
+        assert "x-tenant-id" not in forwarded.headers
+        assert forwarded.headers["authorization"] == f"Bearer {vendor.tokens[-1]}"
+        assert "set-cookie" not in shown.headers
+
+    def test_vendor_trouble_is_a_framed_self_retrying_notice(
+        self, client: TestClient, vendor: RecordingVendor
+    ) -> None:
+        sign_in_analyst(client)
+        vendor.config.fault = Fault.rate_limit("9")
+        response = client.get("/vendor/")
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "9"
+        assert '<meta http-equiv="refresh" content="9">' in response.text
+        assert "frame-ancestors 'self'" in response.headers["content-security-policy"]
+        vendor.config.fault = None
+
+    def test_ssrf_through_the_app_reaches_no_other_host(
+        self, client: TestClient, vendor: RecordingVendor
+    ) -> None:
+        sign_in_analyst(client)
+        client.get("/")
+        for raw in (
+            b"/vendor/..%2f..%2fapi/v1/partner/dashboard/auth/token",
+            b"/vendor/%2e%2e/api/v1/partner/dashboard/auth/token",
+            b"/vendor//evil.example/",
+            b"/vendor/\\evil.example/",
+            b"/vendor/http://evil.example/",
+        ):
+            response = client.get(httpx2.URL("https://testserver").copy_with(raw_path=raw))
+            assert response.status_code == 400, raw
+        assert vendor.hosts() == {"vendor.test"}
+        assert all(
+            r.url.path.startswith("/dashboard/") or "auth/token" in r.url.path
+            for r in vendor.requests
+        )
+        token_calls = [r for r in vendor.requests if r.url.path.endswith("auth/token")]
+        assert all("x-api-key" in r.headers for r in token_calls)  # only the broker's own calls
