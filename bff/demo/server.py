@@ -6,6 +6,7 @@ bff itself — so they talk over real sockets exactly as in production.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -42,7 +43,7 @@ def serve_in_thread(
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn:{bound_port}", daemon=True
+        target=_run, args=(server, sock), name=f"uvicorn:{bound_port}", daemon=True
     )
     thread.start()
     try:
@@ -58,3 +59,10 @@ def serve_in_thread(
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+    # uvicorn exits the process when the app's start-up fails; in a thread that only
+    # ends the thread, and serve_in_thread reports it to the caller.
+    with contextlib.suppress(SystemExit):
+        server.run(sockets=[sock])
