@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from bff.errors import BffError, ConfigurationError
-from bff.settings import Settings
+from bff.settings import DELIVERY_MODES, Settings
 
 if TYPE_CHECKING:
     from bff.store.database import Database
@@ -51,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     serve.set_defaults(command=_serve)
+
+    demo = commands.add_parser(
+        "demo", help="run bff with a built-in demo vendor and demo users on 127.0.0.1"
+    )
+    demo.add_argument("--port", type=int, default=8000, help="port for bff (default 8000)")
+    demo.add_argument(
+        "--delivery",
+        choices=DELIVERY_MODES,
+        default="proxy",
+        help="how the vendor token reaches the dashboard (default proxy)",
+    )
+    demo.set_defaults(command=_demo)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(command=_migrate)
@@ -96,6 +108,14 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bff.demo.run import run
+    from bff.logs import configure_logging
+
+    configure_logging("WARNING")
+    return run(args.port, args.delivery, sys.stdout)
 
 
 def _migrate(args: argparse.Namespace) -> int:
