@@ -89,10 +89,15 @@ async def callback(request: Request) -> Response:
         cookies.delete(response, cookies.oidc_name)
         return response
 
-    if flow is None or not hmac.compare_digest(state.encode(), str(flow["state"]).encode()):
-        return refuse(FLOW_INVALID, 400)
-    if "error" in request.query_params or "code" not in request.query_params:
+    # An error answer signs nobody in, so it needs no state check (some providers omit it).
+    if "error" in request.query_params:
         return refuse("Sign-in was cancelled or refused at the identity provider.", 403)
+    if (
+        flow is None
+        or "code" not in request.query_params
+        or not hmac.compare_digest(state.encode(), str(flow["state"]).encode())
+    ):
+        return refuse(FLOW_INVALID, 400)
     try:
         identity = await client.finish(
             code=request.query_params["code"],

@@ -11,9 +11,11 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from bff import passwords
 from bff.app import create_app
 from bff.clock import ManualClock
 from bff.settings import Settings
@@ -40,3 +42,11 @@ def app(settings: Settings, clock: ManualClock) -> Starlette:
 def client(app: Starlette) -> Iterator[TestClient]:
     with TestClient(app, base_url=PUBLIC_URL, follow_redirects=False) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id still, with the cheapest parameters: tests hash many passwords."""
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", hasher)
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", hasher.hash("no account has this password"))
