@@ -71,9 +71,11 @@ class LoginRateLimiter:
         clock: Clock,
         *,
         per_account: int = 5,
-        per_address: int = 20,
+        # Higher: many people may share one address (an office behind NAT).
+        per_address: int = 50,
         window: timedelta = timedelta(minutes=15),
     ) -> None:
+        self.per_account, self.per_address = per_account, per_address
         self._accounts = SlidingWindowLimiter(clock, limit=per_account, window=window)
         self._addresses = SlidingWindowLimiter(clock, limit=per_address, window=window)
 
