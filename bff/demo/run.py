@@ -13,6 +13,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -70,7 +71,10 @@ def running_demo(
             dashboard_delivery=delivery,
             demo=True,
         )
-        asyncio.run(_prepare(settings, accounts))
+        # In a thread of its own: callers may already run an event loop here
+        # (Playwright's sync API does).
+        with ThreadPoolExecutor(1) as worker:
+            worker.submit(asyncio.run, _prepare(settings, accounts)).result()
         with serve_in_thread(create_app(settings), host=HOST, port=port) as url:
             yield Demo(url, vendor_url, delivery, accounts, settings, vendor)
 
