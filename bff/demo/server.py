@@ -25,7 +25,9 @@ def serve_in_thread(
     app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: LifespanType = "auto"
 ) -> Iterator[str]:
     """Serve ``app`` until the block ends; yields its base URL (a free port unless given)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and without it every response split in two writes waits ~40 ms on delayed ACKs.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
