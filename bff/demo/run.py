@@ -74,7 +74,7 @@ def running_demo(
         # In a thread of its own: callers may already run an event loop here
         # (Playwright's sync API does).
         with ThreadPoolExecutor(1) as worker:
-            worker.submit(asyncio.run, _prepare(settings, accounts)).result()
+            worker.submit(asyncio.run, prepare(settings, accounts)).result()
         with serve_in_thread(create_app(settings), host=HOST, port=port) as url:
             yield Demo(url, vendor_url, delivery, accounts, settings, vendor)
 
@@ -119,7 +119,8 @@ def banner(demo: Demo) -> str:
     return "\n".join(lines)
 
 
-async def _prepare(settings: Settings, accounts: tuple[DemoAccount, ...]) -> None:
+async def prepare(settings: Settings, accounts: tuple[DemoAccount, ...]) -> None:
+    """Migrate the (empty) database and seed ``accounts`` and the demo tenants."""
     database = Database(settings.database_url)
     try:
         await prepare_schema(database)

@@ -7,15 +7,21 @@ from sqlalchemy import select
 
 from bff.store.database import Database
 from bff.store.models import UserScope
-from bff.store.users import user_scopes
 
 Pair = tuple[str, str]
 
 
 async def mapped_pairs(database: Database, user_id: int) -> list[Pair]:
     """The user's mapped pairs, in a stable order."""
-    async with database.session() as db:
-        return await user_scopes(db, user_id)
+    # One plain read on a pooled connection: every page view asks this, and an ORM
+    # unit of work (begin, flush, commit) would double its cost for nothing.
+    async with database.engine.connect() as connection:
+        rows = await connection.execute(
+            select(UserScope.tenant_id, UserScope.sub_tenant_id)
+            .where(UserScope.user_id == user_id)
+            .order_by(UserScope.tenant_id, UserScope.sub_tenant_id)
+        )
+        return [(tenant, sub_tenant) for tenant, sub_tenant in rows.all()]
 
 
 async def is_mapped(database: Database, user_id: int, pair: Pair) -> bool:

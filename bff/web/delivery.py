@@ -15,6 +15,7 @@ proxy) in ``frame-src``, and the token is in the page body only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from urllib.parse import quote
 
@@ -42,7 +43,7 @@ class Embed:
 
 def embed(mode: DeliveryMode, dashboard_url: str, token: str) -> Embed:
     """The embed for ``mode``; ``token`` is ignored in proxy mode, where the proxy adds it."""
-    target = VendorTarget.from_dashboard_url(dashboard_url)
+    target = _target(dashboard_url)
     vendor = (target.origin,)
     if mode == "proxy":
         return Embed(mode, target.browser_entry, ("'self'",), ("'self'",))
@@ -61,6 +62,12 @@ def embed(mode: DeliveryMode, dashboard_url: str, token: str) -> Embed:
     return Embed(
         mode, f"{dashboard_url}{separator}token={quote(token, safe='')}", vendor, ("'self'",)
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _target(dashboard_url: str) -> VendorTarget:
+    # Every page view embeds from the same setting; parse it once.
+    return VendorTarget.from_dashboard_url(dashboard_url)
 
 
 def warn_about_delivery(settings: Settings) -> None:
