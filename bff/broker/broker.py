@@ -150,12 +150,9 @@ class TokenBroker:
         """A valid token for ``scope``; see the module docstring for what it raises."""
         connection = self._connection(scope.connection_id)
         self._start_scheduler()
-        if connection.connector.single_use:
-            # Every use needs its own token: no cache, no sharing between callers.
-            self._metrics.misses.labels(connection.id).inc()
-            self._raise_if_blocked(connection, scope)
-            return await self._fetch(connection, scope, self._policy.attempts)
         key = self._key(connection, scope)
+        if connection.connector.single_use:
+            return await self._fetch_single_use(connection, key)
         now = self._clock.now()
         token = await self._cache.get(key)
         if token is not None and token.expires_at > now:
@@ -171,6 +168,19 @@ class TokenBroker:
             self._raise_if_blocked(connection, key)
             flight = self._start_flight(connection, key, stale=None, background=False)
         return await _joined(flight)
+
+    async def _fetch_single_use(self, connection: _Connection, key: TokenScope) -> VendorToken:
+        # Every use needs its own token: no cache, no sharing between callers; failures
+        # are still remembered, so a refusal or a cool-down is not retried per request.
+        self._metrics.misses.labels(connection.id).inc()
+        self._raise_if_blocked(connection, key)
+        try:
+            token = await self._fetch(connection, key, self._policy.attempts)
+        except UpstreamError as exc:
+            self._failed(connection, key, exc, background=False)
+            raise
+        self._keys.pop(key, None)
+        return token
 
     async def purge(
         self, *, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
@@ -200,8 +210,9 @@ class TokenBroker:
         started: list[_Flight] = []
         for key, state in list(self._keys.items()):
             if state.expires_at is None or state.expires_at <= now:
-                if state.retry_at is None and state.rejected_until is None:
-                    # An idle token ran out: forget it instead of renewing forever.
+                if _passed(state.retry_at, now) and _passed(state.rejected_until, now):
+                    # An idle token ran out and no failure is remembered: forget the key
+                    # instead of renewing it forever.
                     del self._keys[key]
                     await self._cache.delete(key)
                 continue
@@ -518,6 +529,10 @@ def _copy(exc: UpstreamError, *, retry_after: float | None = None) -> UpstreamEr
             retry_after=exc.retry_after if retry_after is None else retry_after,
         )
     return type(exc)(str(exc), status=exc.status, vendor_message=exc.vendor_message)
+
+
+def _passed(moment: datetime | None, now: datetime) -> bool:
+    return moment is None or moment <= now
 
 
 def _seconds(delta: timedelta) -> float:

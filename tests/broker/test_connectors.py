@@ -104,6 +104,18 @@ async def test_apikey_jwt_single_use_fetches_every_time_and_caches_nothing(
     assert broker.cached() == []
 
 
+@pytest.mark.anyio
+async def test_apikey_jwt_single_use_still_remembers_a_refusal(
+    make_broker: MakeBroker, vendor: VendorConfig
+) -> None:
+    connector = ApiKeyJwtConnector(VENDOR, "revoked-key", single_use=True)
+    broker = make_broker(connector)
+    for _ in range(3):
+        with pytest.raises(UpstreamRejected):
+            await broker.get(PAIR)
+    assert vendor.calls["authenticate"] == 1
+
+
 def oauth2(
     vendor: VendorConfig, clock: ManualClock, **options: object
 ) -> OAuth2ClientCredentialsConnector:
