@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx2
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from bff.broker import create_broker
+from bff.broker.metrics import BrokerMetrics
 from bff.clock import Clock, SystemClock
 from bff.crypto import SecretBox
 from bff.logs import register_secret
@@ -22,9 +25,16 @@ from bff.services import Services
 from bff.settings import Settings
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
-from bff.web import health
-from bff.web.errors import EXCEPTION_HANDLERS
+from bff.web import dashboard, health, oidc_signin, signin, template_helpers
+from bff.web.auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
+from bff.web.auth import SessionMiddleware
+from bff.web.auth_metrics import AuthMetrics
+from bff.web.auth_services import open_auth
+from bff.web.csrf import CrossSiteMiddleware
+from bff.web.delivery import warn_about_delivery
+from bff.web.errors import EXCEPTION_HANDLERS, server_error
 from bff.web.middleware import RequestContextMiddleware
+from bff.web.security import SecurityHeadersMiddleware, with_security_headers
 
 
 def create_app(
@@ -35,41 +45,73 @@ def create_app(
 ) -> Starlette:
     """Build the app. ``vendor_transport`` lets tests reach a vendor app in-process."""
     _register_secrets(settings)
+    clock = clock or SystemClock()
     registry = CollectorRegistry()
     templates = Jinja2Templates(directory=templates_dir())
+    template_helpers.install(templates)
+    auth_metrics = AuthMetrics(registry)
+    broker_metrics = BrokerMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        warn_about_delivery(settings)
         database = Database(settings.database_url)
         try:
             await prepare_schema(database)
-            async with httpx2.AsyncClient(
-                transport=vendor_transport,
-                timeout=httpx2.Timeout(settings.upstream.timeout),
-                follow_redirects=False,
-            ) as http:
-                yield {
-                    "services": Services(
-                        settings=settings,
-                        clock=clock or SystemClock(),
-                        registry=registry,
-                        templates=templates,
-                        secret_box=SecretBox(settings.encryption_keys),
-                        database=database,
-                        http=http,
-                    )
-                }
+            async with (
+                httpx2.AsyncClient(
+                    transport=vendor_transport,
+                    timeout=httpx2.Timeout(settings.upstream.timeout),
+                    follow_redirects=False,
+                    cookies=_refuse_all_cookies(),
+                ) as http,
+                open_auth(settings, database, clock, auth_metrics) as (
+                    sessions,
+                    auth,
+                ),
+            ):
+                broker = create_broker(settings, http, broker_metrics, clock)
+                try:
+                    yield {
+                        "services": Services(
+                            settings=settings,
+                            clock=clock,
+                            registry=registry,
+                            templates=templates,
+                            secret_box=SecretBox(settings.encryption_keys),
+                            database=database,
+                            http=http,
+                            sessions=sessions,
+                            auth=auth,
+                            broker=broker,
+                        )
+                    }
+                finally:
+                    await broker.aclose()
         finally:
             await database.dispose()
 
     routes = [
         *health.routes,
+        *signin.routes,
+        *oidc_signin.routes,
+        *dashboard.routes(settings),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))],
-        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[
+            Middleware(RequestContextMiddleware, metrics=HttpMetrics(registry)),
+            Middleware(SecurityHeadersMiddleware, settings=settings),
+            Middleware(CrossSiteMiddleware, settings=settings),
+            Middleware(SessionMiddleware, settings=settings),
+        ],
+        exception_handlers={
+            **EXCEPTION_HANDLERS,
+            **AUTH_EXCEPTION_HANDLERS,
+            # Starlette runs the 500 handler outside the middleware above.
+            Exception: with_security_headers(server_error, settings),
+        },
         lifespan=lifespan,
     )
 
@@ -83,3 +125,9 @@ def _register_secrets(settings: Settings) -> None:
         settings.oidc.client_secret if settings.oidc else None,
     ):
         register_secret(value)
+
+
+def _refuse_all_cookies() -> CookieJar:
+    """The vendor client keeps no cookies: one proxied user's vendor cookie must never
+    ride along on another user's or the broker's requests."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))

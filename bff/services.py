@@ -9,10 +9,13 @@ from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from bff.broker import TokenBroker
 from bff.clock import Clock
 from bff.crypto import SecretBox
 from bff.settings import Settings
 from bff.store.database import Database
+from bff.web.auth_services import AuthServices
+from bff.web.sessions import SessionStore
 
 
 @dataclasses.dataclass
@@ -24,6 +27,9 @@ class Services:
     secret_box: SecretBox
     database: Database
     http: httpx2.AsyncClient
+    sessions: SessionStore
+    auth: AuthServices
+    broker: TokenBroker
 
 
 def services(request: Request) -> Services:

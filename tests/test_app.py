@@ -112,3 +112,11 @@ async def test_readyz_reports_an_unreachable_database(
         response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"] == {"database": False}
+
+
+def test_the_app_can_start_twice(base_settings: Settings) -> None:
+    """Metrics are registered once per app, not per lifespan, so a restart does not clash."""
+    app = create_app(base_settings)
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.get("/healthz").status_code == 200

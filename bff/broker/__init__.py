@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx2
-from prometheus_client import CollectorRegistry
 
 from bff.broker.broker import TokenBroker
 from bff.broker.cache import InMemoryTokenCache, TokenCache
@@ -32,7 +31,7 @@ DEFAULT_CONNECTION = "default"
 def create_broker(
     settings: Settings,
     client: httpx2.AsyncClient,
-    registry: CollectorRegistry,
+    metrics: BrokerMetrics,
     clock: Clock | None = None,
     *,
     cache: TokenCache | None = None,
@@ -48,7 +47,7 @@ def create_broker(
     return TokenBroker(
         connections,
         client,
-        BrokerMetrics(registry),
+        metrics,
         clock,
         cache=cache,
         policy=policy,

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from bff.broker import create_broker
+from bff.broker.metrics import BrokerMetrics
 from bff.broker.scope import TokenScope, VendorToken
 from bff.clock import ManualClock
 from bff.demo.vendor import VendorConfig
@@ -153,7 +154,7 @@ async def test_unknown_connection_and_no_connection_are_rejections(
     with pytest.raises(UpstreamRejected, match="no vendor connection 'other'"):
         await make_broker().get(TokenScope("other", "a", "b"))
     settings = Settings(secret_keys=("k" * 32,), encryption_keys=("e" * 32,))
-    broker = create_broker(settings, client, CollectorRegistry())
+    broker = create_broker(settings, client, BrokerMetrics(CollectorRegistry()))
     with pytest.raises(UpstreamRejected, match="no vendor connection configured"):
         await broker.get(A)
     await broker.aclose()
@@ -168,7 +169,7 @@ async def test_create_broker_builds_the_default_connection(
     )
     settings = Settings(secret_keys=("k" * 32,), encryption_keys=("e" * 32,), upstream=upstream)
     registry = CollectorRegistry()
-    broker = create_broker(settings, client, registry, clock)
+    broker = create_broker(settings, client, BrokerMetrics(registry), clock)
     try:
         token = await broker.get(A)
     finally:
