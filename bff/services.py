@@ -14,6 +14,7 @@ from bff.clock import Clock
 from bff.crypto import SecretBox
 from bff.settings import Settings
 from bff.store.database import Database
+from bff.web.access import Mappings
 from bff.web.auth_services import AuthServices
 from bff.web.sessions import SessionStore
 
@@ -28,6 +29,7 @@ class Services:
     database: Database
     http: httpx2.AsyncClient
     sessions: SessionStore
+    mappings: Mappings
     auth: AuthServices
     broker: TokenBroker
 

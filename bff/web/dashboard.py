@@ -22,7 +22,7 @@ from bff.broker.scope import TokenScope
 from bff.errors import UpstreamRejected, UpstreamUnavailable
 from bff.services import Services, services
 from bff.settings import Settings
-from bff.web.access import Pair, is_mapped, mapped_pairs, parse_pair
+from bff.web.access import Pair, parse_pair
 from bff.web.auth import (
     SignInReason,
     current_session,
@@ -48,7 +48,7 @@ NOT_MAPPED = "You do not have access to that tenant."
 async def dashboard(request: Request) -> Response:
     session = require_session(request)
     svc = services(request)
-    pairs = await mapped_pairs(svc.database, session.user_id)
+    pairs = await svc.mappings.pairs(session.user_id)
     if not pairs:
         return svc.templates.TemplateResponse(
             request, "no_access.html", {"email": session.email}, status_code=403
@@ -82,7 +82,7 @@ async def switch_scope(request: Request) -> Response:
     form = await require_csrf(request)
     svc = services(request)
     pair = parse_pair(form.get("scope"))
-    if pair is None or not await is_mapped(svc.database, session.user_id, pair):
+    if pair is None or not await svc.mappings.allows(session.user_id, pair):
         logger.warning(
             "refused a switch to an unmapped pair",
             extra={"user_id": session.user_id, "requested": str(form.get("scope"))[:140]},
@@ -106,8 +106,8 @@ async def authorize_proxy(request: Request) -> str | Response:
         )
     svc = services(request)
     pair = session.scope
-    if pair is None or not await is_mapped(svc.database, session.user_id, pair):
-        pairs = await mapped_pairs(svc.database, session.user_id)
+    if pair is None or not await svc.mappings.allows(session.user_id, pair):
+        pairs = await svc.mappings.pairs(session.user_id)
         if not pairs:
             return framed_page(
                 request, 403, "No access", NOT_MAPPED, link=("/", "Back to your dashboard")
@@ -136,7 +136,7 @@ async def authorize_proxy(request: Request) -> str | Response:
     return token.value
 
 
-async def _active_pair(svc: Services, session: Session, pairs: list[Pair]) -> Pair:
+async def _active_pair(svc: Services, session: Session, pairs: tuple[Pair, ...]) -> Pair:
     """The session's pair when still mapped, else the first mapped pair (remembered)."""
     if session.scope is not None and session.scope in pairs:
         return session.scope

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -13,7 +12,10 @@ from bff.clock import ManualClock
 from bff.demo.faults import Fault
 from bff.demo.vendor import VendorConfig
 from bff.settings import Settings
-from bff.store.models import UserScope
+from bff.store.models import User, UserScope
+from bff.store.users import map_user
+from bff.web.access import Pair, remove_mapping
+from bff.web.sessions import REVALIDATE_SECONDS
 from tests.web.dashboard_fixtures import (
     ANALYST,
     ANALYST_PAIRS,
@@ -188,31 +190,69 @@ def test_tenant_named_by_query_form_or_header_is_ignored(
     assert vendor.pairs_requested() == {("acme", "north")}
 
 
-def test_a_remembered_pair_that_is_no_longer_mapped_is_not_used(
-    client: TestClient, vendor: RecordingVendor
-) -> None:
-    user_id = sign_in_analyst(client)
-    assert switch(client, "globex/emea") == 303
+def delete_mapping_behind_the_servers_back(client: TestClient, user_id: int, pair: Pair) -> None:
+    """As if another instance or a manual SQL fix removed it: no cache is told."""
 
-    async def unmap_without_revoking() -> None:
-        # As if the mapping vanished behind the session store's back (another
-        # instance, a manual SQL fix): the page must still re-check it.
+    async def delete() -> None:
         async with services_of(client).database.session() as db:
-            row = await db.scalar(
-                select(UserScope).where(
-                    UserScope.user_id == user_id, UserScope.tenant_id == "globex"
-                )
-            )
+            row = await db.get(UserScope, (user_id, *pair))
             assert row is not None
             await db.delete(row)
 
-    call(client, unmap_without_revoking)
+    call(client, delete)
+
+
+def test_a_remembered_pair_removed_behind_the_servers_back_stops_within_the_window(
+    client: TestClient, vendor: RecordingVendor, clock: ManualClock
+) -> None:
+    user_id = sign_in_analyst(client)
+    assert switch(client, "globex/emea") == 303
+    delete_mapping_behind_the_servers_back(client, user_id, ("globex", "emea"))
+    clock.advance(REVALIDATE_SECONDS)
     vendor.config.reset_counters()
     page = client.get("/")
     assert page.status_code == 200
     assert selected(page.text) == "acme/north"
     assert ("globex", "emea") not in vendor.pairs_requested()
     assert active_pair(client) == ("acme", "north")
+
+
+def test_removing_a_mapping_through_the_server_takes_effect_at_once(client: TestClient) -> None:
+    user_id = sign_in_analyst(client)
+    assert switch(client, "acme/north") == 303
+    token = form_token(client.get("/").text)
+    svc = services_of(client)
+
+    async def remove() -> None:
+        async with svc.database.session() as db:
+            user = await db.get(User, user_id)
+            assert user is not None
+        assert await remove_mapping(
+            svc.database, svc.mappings, svc.sessions, user, ("globex", "emea")
+        )
+
+    call(client, remove)
+    # The session shows another pair, so it lives on; the removed pair is gone from it.
+    assert switch(client, "globex/emea", token=token) == 403
+    page = client.get("/")
+    assert page.status_code == 200
+    assert selected(page.text) == "acme/north"
+    assert 'value="globex/emea"' not in page.text
+
+
+def test_a_new_mapping_can_be_used_at_once(client: TestClient) -> None:
+    user_id = sign_in_analyst(client, pairs=(("acme", "north"),))
+    assert client.get("/").status_code == 200
+
+    async def add() -> None:
+        async with services_of(client).database.session() as db:
+            user = await db.get(User, user_id)
+            assert user is not None
+            await map_user(db, user, "globex", "emea")
+
+    call(client, add)
+    assert switch(client, "globex/emea") == 303
+    assert selected(client.get("/").text) == "globex/emea"
 
 
 def test_an_expired_session_goes_to_sign_in_with_a_reason(
