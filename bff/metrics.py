@@ -24,6 +24,20 @@ class HttpMetrics:
             ["method", "route"],
             registry=registry,
         )
+        # The labelled children, looked up once: labels() locks and validates each time.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request; the caller keeps the label values bounded."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def render(registry: CollectorRegistry) -> bytes:

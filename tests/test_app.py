@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from sqlalchemy import text
@@ -41,6 +42,14 @@ def test_metrics_are_prometheus_text_labelled_by_route(client: TestClient) -> No
     assert 'bff_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in body
     assert 'route="unmatched",status="404"' in body
     assert "/no/such/page/123" not in body
+
+
+def test_a_client_cannot_mint_metric_labels_with_made_up_methods(client: TestClient) -> None:
+    with client:
+        client.request("BREW", "/healthz")
+        body = client.get("/metrics").text
+    assert "BREW" not in body
+    assert 'method="OTHER",route="/healthz"' in body
 
 
 def test_404_is_a_friendly_page(client: TestClient) -> None:
@@ -91,6 +100,16 @@ def test_static_files(client: TestClient) -> None:
         response = client.get("/static/bff.css")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/css")
+
+
+def test_pages_link_the_stylesheet_site_relative_and_versioned(client: TestClient) -> None:
+    """Never built from the Host header, and a new stylesheet gets a new URL."""
+    with client:
+        page = client.get("/nowhere", headers={"Host": "evil.example"})
+        link = re.search(r'<link rel="stylesheet" href="([^"]+)"', page.text)
+        assert link is not None
+        assert re.fullmatch(r"/static/bff\.css\?v=[0-9a-f]{12}", link[1])
+        assert client.get(link[1]).status_code == 200
 
 
 @pytest.mark.postgres
