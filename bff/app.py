@@ -12,7 +12,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from bff.broker import create_broker
 from bff.broker.metrics import BrokerMetrics
@@ -20,12 +19,13 @@ from bff.clock import Clock, SystemClock
 from bff.crypto import SecretBox
 from bff.logs import register_secret
 from bff.metrics import HttpMetrics
-from bff.resources import static_dir, templates_dir
+from bff.resources import static_dir
 from bff.services import Services
 from bff.settings import Settings
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
 from bff.web import dashboard, health, oidc_signin, signin, template_helpers
+from bff.web.access import Mappings
 from bff.web.auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from bff.web.auth import SessionMiddleware
 from bff.web.auth_metrics import AuthMetrics
@@ -47,8 +47,7 @@ def create_app(
     _register_secrets(settings)
     clock = clock or SystemClock()
     registry = CollectorRegistry()
-    templates = Jinja2Templates(directory=templates_dir())
-    template_helpers.install(templates)
+    templates = template_helpers.create_templates()
     auth_metrics = AuthMetrics(registry)
     broker_metrics = BrokerMetrics(registry)
 
@@ -82,6 +81,7 @@ def create_app(
                             database=database,
                             http=http,
                             sessions=sessions,
+                            mappings=Mappings(database, clock),
                             auth=auth,
                             broker=broker,
                         )
@@ -92,10 +92,11 @@ def create_app(
             await database.dispose()
 
     routes = [
+        # The dashboard first: routes are matched in order, and it is the busy one.
+        *dashboard.routes(settings),
         *health.routes,
         *signin.routes,
         *oidc_signin.routes,
-        *dashboard.routes(settings),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(

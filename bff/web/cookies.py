@@ -25,6 +25,7 @@ the header is built here.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Literal
 
@@ -38,6 +39,7 @@ SameSite = Literal["Lax", "Strict", "None"]
 
 # Signed values are short; anything longer is garbage and not worth verifying.
 MAX_COOKIE_LENGTH = 512
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class CookieJar:
@@ -53,6 +55,10 @@ class CookieJar:
         # itsdangerous signs with the *last* key in its list; the setting lists newest first.
         keys = list(reversed(settings.secret_keys))
         self._session = Signer(keys, salt="bff.session")
+        # Cookie values whose signature checked out, so each request does not derive
+        # keys and HMAC again. Only verified values go in: garbage cannot evict them
+        # faster than real sessions arrive, and a value is only ever looked up whole.
+        self._verified: OrderedDict[str, str] = OrderedDict()
         self._presession = TimestampSigner(keys, salt="bff.presession")
 
     def sign_session(self, session_id: str) -> str:
@@ -60,7 +66,14 @@ class CookieJar:
 
     def unsign_session(self, value: str | None) -> str | None:
         """The session id in a cookie value, or None when it is not one we signed."""
-        return _unsign(self._session, value)
+        if value is not None and (known := self._verified.get(value)) is not None:
+            return known
+        session_id = _unsign(self._session, value)
+        if value is not None and session_id is not None:
+            self._verified[value] = session_id
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return session_id
 
     def sign_presession(self, nonce: str) -> str:
         return self._presession.sign(nonce).decode("ascii")

@@ -19,6 +19,7 @@ neither header (servers, scripts) pass; they still need a token where a form doe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -99,6 +100,7 @@ async def require_csrf(request: Request, *, allow_presession: bool = False) -> F
     return form
 
 
+@functools.lru_cache(maxsize=10_000)  # every page with a form asks again
 def _derive(secret: str) -> str:
     return hmac.new(secret.encode(), b"bff.csrf.v1", hashlib.sha256).hexdigest()
 

@@ -24,6 +24,7 @@ as ``csp_nonce``.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -49,10 +50,26 @@ def content_security_policy(
 ) -> str:
     """A strict policy: only this site's and nonce-tagged scripts and styles, frames only
     from ``frame_src``, framed only by ``frame_ancestors``."""
+    policy = _policy_around_nonce(tuple(frame_src), tuple(form_action), tuple(frame_ancestors))
+    return policy.replace(_NONCE, nonce)
+
+
+# Stands for the nonce in a cached policy; whitespace never occurs inside a source.
+_NONCE = "\n"
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_around_nonce(
+    frame_src: tuple[str, ...], form_action: tuple[str, ...], frame_ancestors: tuple[str, ...]
+) -> str:
+    for source in (*frame_src, *form_action, *frame_ancestors):
+        # A ';' or ',' would end the directive or start a second policy.
+        if not _SOURCE.fullmatch(source):
+            raise ValueError(f"not a CSP source expression: {source!r}")
     directives: dict[str, Sequence[str]] = {
         "default-src": ["'self'"],
-        "script-src": ["'self'", f"'nonce-{nonce}'"],
-        "style-src": ["'self'", f"'nonce-{nonce}'"],
+        "script-src": ["'self'", f"'nonce-{_NONCE}'"],
+        "style-src": ["'self'", f"'nonce-{_NONCE}'"],
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'"],
         "connect-src": ["'self'"],
@@ -62,11 +79,6 @@ def content_security_policy(
         "base-uri": ["'none'"],
         "object-src": ["'none'"],
     }
-    for sources in directives.values():
-        for source in sources:
-            # A ';' or ',' would end the directive or start a second policy.
-            if not _SOURCE.fullmatch(source):
-                raise ValueError(f"not a CSP source expression: {source!r}")
     return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items())
 
 
@@ -83,17 +95,24 @@ class SecurityHeaders:
         self.hsts = settings.is_https
 
     def apply(self, headers: MutableHeaders, *, path: str, nonce: str) -> None:
-        if "content-security-policy" not in headers:
-            headers["Content-Security-Policy"] = content_security_policy(
-                nonce, frame_src=self.frame_src
+        # One pass over the response's headers: every lookup on MutableHeaders is a scan.
+        present = {name.decode("latin-1") for name, _ in headers.raw}
+
+        def default(name: str, value: str) -> None:
+            if name.lower() not in present:
+                headers.append(name, value)
+
+        if "content-security-policy" not in present:
+            headers.append(
+                "Content-Security-Policy", content_security_policy(nonce, frame_src=self.frame_src)
             )
-            headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
+            default("X-Frame-Options", "DENY")
+        default("Referrer-Policy", "same-origin")
+        default("X-Content-Type-Options", "nosniff")
         if not path.startswith("/static/"):
-            headers.setdefault("Cache-Control", "no-store")
+            default("Cache-Control", "no-store")
         if self.hsts:
-            headers.setdefault("Strict-Transport-Security", HSTS)
+            default("Strict-Transport-Security", HSTS)
 
 
 class SecurityHeadersMiddleware:
@@ -135,5 +154,5 @@ def with_security_headers(
 
 def csp_nonce(request: Request) -> str:
     """This request's nonce, for ``<script nonce=…>`` and route-built policies."""
-    nonce: str = getattr(request.state, "csp_nonce", "")
+    nonce: str = request.scope.get("state", {}).get("csp_nonce", "")
     return nonce

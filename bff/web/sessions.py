@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import secrets
@@ -64,6 +65,7 @@ class _Entry:
     written_at: datetime
 
 
+@functools.lru_cache(maxsize=CACHE_SIZE)  # asked on every request
 def hash_session_id(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 

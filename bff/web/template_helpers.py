@@ -1,7 +1,10 @@
-"""What every template can use: ``csrf_token()``, ``csp_nonce`` and ``current_session``."""
+"""What every template can use: ``csrf_token()``, ``static_url()``, ``csp_nonce`` and
+``current_session``."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import Any
 
 from jinja2 import pass_context
@@ -9,14 +12,32 @@ from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from bff.resources import static_dir, templates_dir
 from bff.web.auth import current_session
 from bff.web.csrf import csrf_token
 from bff.web.security import csp_nonce
 
 
-def install(templates: Jinja2Templates) -> None:
+def create_templates() -> Jinja2Templates:
+    """bff's templates, with the helpers installed."""
+    templates = Jinja2Templates(directory=templates_dir())
+    # The templates ship with the package: no stat() of each file on every render.
+    templates.env.auto_reload = False
     templates.env.globals["csrf_token"] = _csrf_token
+    templates.env.globals["static_url"] = static_url
     templates.context_processors.append(_request_context)
+    return templates
+
+
+@functools.cache
+def static_url(path: str) -> str:
+    """A site-relative URL that changes with the file's content, so browsers may cache it.
+
+    Site-relative rather than Starlette's ``url_for``: that builds an absolute URL
+    from the request's ``Host`` header, and walks the routes on every call.
+    """
+    digest = hashlib.sha256((static_dir() / path).read_bytes()).hexdigest()[:12]
+    return f"/static/{path}?v={digest}"
 
 
 @pass_context

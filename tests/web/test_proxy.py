@@ -16,9 +16,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.testclient import TestClient
 
-from bff.resources import static_dir, templates_dir
+from bff.resources import static_dir
 from bff.web.errors import EXCEPTION_HANDLERS
 from bff.web.proxy import Authorize, VendorProxy
+from bff.web.template_helpers import create_templates
 from bff.web.vendor_target import VendorTarget
 
 TOKEN = "vendor-token-for-acme-north"
@@ -101,7 +102,7 @@ def _app(vendor: VendorHandler, authorize: Authorize = allow) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ProxyServices]]:
         async with httpx2.AsyncClient(transport=httpx2.MockTransport(vendor)) as http:
-            yield {"services": ProxyServices(http, Jinja2Templates(directory=templates_dir()))}
+            yield {"services": ProxyServices(http, create_templates())}
 
     return Starlette(
         routes=[
