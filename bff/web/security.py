@@ -92,27 +92,23 @@ class SecurityHeaders:
 
     def __init__(self, settings: Settings) -> None:
         self.frame_src = (origin_of(settings.dashboard_url),) if settings.dashboard_url else ()
-        self.hsts = settings.is_https
+        # Encoded once: these go on every response.
+        self._always = [(b"referrer-policy", b"same-origin"), (b"x-content-type-options", b"nosniff")]
+        if settings.is_https:
+            self._always.append((b"strict-transport-security", HSTS.encode()))
 
     def apply(self, headers: MutableHeaders, *, path: str, nonce: str) -> None:
         # One pass over the response's headers: every lookup on MutableHeaders is a scan.
-        present = {name.decode("latin-1") for name, _ in headers.raw}
-
-        def default(name: str, value: str) -> None:
-            if name.lower() not in present:
-                headers.append(name, value)
-
-        if "content-security-policy" not in present:
-            headers.append(
-                "Content-Security-Policy", content_security_policy(nonce, frame_src=self.frame_src)
-            )
-            default("X-Frame-Options", "DENY")
-        default("Referrer-Policy", "same-origin")
-        default("X-Content-Type-Options", "nosniff")
-        if not path.startswith("/static/"):
-            default("Cache-Control", "no-store")
-        if self.hsts:
-            default("Strict-Transport-Security", HSTS)
+        raw = headers.raw
+        present = {name for name, _ in raw}
+        if b"content-security-policy" not in present:
+            policy = content_security_policy(nonce, frame_src=self.frame_src)
+            raw.append((b"content-security-policy", policy.encode()))
+            if b"x-frame-options" not in present:
+                raw.append((b"x-frame-options", b"DENY"))
+        raw.extend(header for header in self._always if header[0] not in present)
+        if b"cache-control" not in present and not path.startswith("/static/"):
+            raw.append((b"cache-control", b"no-store"))
 
 
 class SecurityHeadersMiddleware:

@@ -54,7 +54,6 @@ class Session:
     csrf_secret: str = dataclasses.field(repr=False)
     embedded: bool
     created_at: datetime
-    last_seen_at: datetime
     partner_app_id: int | None = None
 
 
@@ -63,6 +62,8 @@ class _Entry:
     session: Session
     fetched_at: datetime
     written_at: datetime
+    # Kept here, not on the frozen Session: it changes on every request.
+    last_seen: datetime
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)  # asked on every request
@@ -132,10 +133,9 @@ class SessionStore:
                 csrf_secret=csrf_secret,
                 embedded=embedded,
                 created_at=now,
-                last_seen_at=now,
                 partner_app_id=partner_app_id,
             )
-        self._remember(hash_session_id(session_id), _Entry(session, now, now))
+        self._remember(hash_session_id(session_id), _Entry(session, now, now, now))
         await self.refresh_metrics()
         return session
 
@@ -152,11 +152,11 @@ class SessionStore:
             if entry is None:
                 self._bury(key)
                 return None
-        if self._expired(entry.session, now):
+        if self._expired(entry, now):
             await self._delete(SessionRecord.id_hash == key)
             self._bury(key)
             return None
-        entry.session = dataclasses.replace(entry.session, last_seen_at=now)
+        entry.last_seen = now
         self._cache.move_to_end(key)
         if now - entry.written_at >= self._write_interval:
             entry.written_at = now
@@ -257,8 +257,8 @@ class SessionStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _expired(self, session: Session, now: datetime) -> bool:
-        return now - session.created_at >= self.max_age or now - session.last_seen_at >= self.idle
+    def _expired(self, entry: _Entry, now: datetime) -> bool:
+        return now - entry.session.created_at >= self.max_age or now - entry.last_seen >= self.idle
 
     async def _fetch(
         self, key: str, session_id: str, now: datetime, cached: _Entry | None
@@ -285,7 +285,7 @@ class SessionStore:
         last_seen = record.last_seen_at
         if cached is not None:
             # The stored value lags by up to the write interval; the cached one is exact.
-            last_seen = max(last_seen, cached.session.last_seen_at)
+            last_seen = max(last_seen, cached.last_seen)
         session = Session(
             id=session_id,
             user_id=record.user_id,
@@ -295,10 +295,11 @@ class SessionStore:
             csrf_secret=record.csrf_secret,
             embedded=record.embedded,
             created_at=record.created_at,
-            last_seen_at=last_seen,
             partner_app_id=record.partner_app_id,
         )
-        entry = _Entry(session, now, cached.written_at if cached else record.last_seen_at)
+        entry = _Entry(
+            session, now, cached.written_at if cached else record.last_seen_at, last_seen
+        )
         self._remember(key, entry)
         return entry
 
