@@ -93,7 +93,10 @@ class SecurityHeaders:
     def __init__(self, settings: Settings) -> None:
         self.frame_src = (origin_of(settings.dashboard_url),) if settings.dashboard_url else ()
         # Encoded once: these go on every response.
-        self._always = [(b"referrer-policy", b"same-origin"), (b"x-content-type-options", b"nosniff")]
+        self._always = [
+            (b"referrer-policy", b"same-origin"),
+            (b"x-content-type-options", b"nosniff"),
+        ]
         if settings.is_https:
             self._always.append((b"strict-transport-security", HSTS.encode()))
 
