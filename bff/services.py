@@ -36,5 +36,6 @@ class Services:
 
 def services(request: Request) -> Services:
     """The app's services, from the lifespan state."""
-    found: Services = request.state.services
+    # Straight from the scope: ``request.state`` builds a wrapper object per access.
+    found: Services = request.scope["state"]["services"]
     return found
