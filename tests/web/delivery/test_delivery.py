@@ -12,15 +12,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from bff.clock import ManualClock
 from bff.demo.faults import Fault
-from bff.demo.vendor import VendorConfig
-from bff.settings import DELIVERY_MODES, DeliveryMode, Settings
+from bff.settings import DeliveryMode
 from tests.web.dashboard_fixtures import (
     DASHBOARD_URL,
     VENDOR_URL,
     RecordingVendor,
-    dashboard_app,
     heading_for,
     sign_in_analyst,
     vendor_heading,
@@ -30,24 +27,6 @@ from tests.web.helpers import form_token
 _IFRAME_SRC = re.compile(r'<iframe class="dashboard"[^>]* src="([^"]*)"')
 _NONCE = re.compile(r"'nonce-([^']+)'")
 _TOKEN_FIELD = re.compile(r'name="token" value="([^"]+)"')
-
-
-@pytest.fixture(params=DELIVERY_MODES)
-def delivery(request: pytest.FixtureRequest) -> DeliveryMode:
-    mode: DeliveryMode = request.param
-    return mode
-
-
-@pytest.fixture
-def vendor(clock: ManualClock) -> RecordingVendor:
-    return RecordingVendor(VendorConfig(clock=clock))
-
-
-@pytest.fixture
-def app(
-    settings: Settings, clock: ManualClock, vendor: RecordingVendor, delivery: DeliveryMode
-) -> Starlette:
-    return dashboard_app(settings, clock, vendor, delivery)
 
 
 def iframe_src(page: str) -> str:

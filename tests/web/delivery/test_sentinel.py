@@ -13,39 +13,17 @@ import logging
 
 import httpx2
 import pytest
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from bff.clock import ManualClock
 from bff.demo.faults import Fault
-from bff.demo.vendor import VendorConfig
 from bff.logs import JsonFormatter
-from bff.settings import DELIVERY_MODES, DeliveryMode, Settings
+from bff.settings import DeliveryMode
 from tests.web.dashboard_fixtures import (
     DASHBOARD_URL,
     RecordingVendor,
-    dashboard_app,
     sign_in_analyst,
 )
 from tests.web.helpers import form_token
-
-
-@pytest.fixture(params=DELIVERY_MODES)
-def delivery(request: pytest.FixtureRequest) -> DeliveryMode:
-    mode: DeliveryMode = request.param
-    return mode
-
-
-@pytest.fixture
-def vendor(clock: ManualClock) -> RecordingVendor:
-    return RecordingVendor(VendorConfig(clock=clock))
-
-
-@pytest.fixture
-def app(
-    settings: Settings, clock: ManualClock, vendor: RecordingVendor, delivery: DeliveryMode
-) -> Starlette:
-    return dashboard_app(settings, clock, vendor, delivery)
 
 
 def allowed_spot(delivery: DeliveryMode, token: str) -> str | None:
