@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server from environment / .env settings")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated addresses of the reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto to believe (default: none; every client is its TCP peer)",
+    )
     serve.set_defaults(command=_serve)
 
     demo = commands.add_parser(
@@ -104,7 +110,10 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_config=None,
-        proxy_headers=False,
+        # Without trusted proxies, a forged X-Forwarded-For must not pick the client
+        # address that sign-in attempts are rate-limited by.
+        proxy_headers=args.forwarded_allow_ips is not None,
+        forwarded_allow_ips=args.forwarded_allow_ips,
         server_header=False,
     )
     return 0

@@ -3,8 +3,9 @@
 Wrong e-mail, wrong password and a disabled account all get the same message
 and cost the same password check. Failed attempts are limited per account and
 per client address (:mod:`bff.web.ratelimit`); the client address is the one
-the ASGI server reports, so behind a proxy run uvicorn with
-``--forwarded-allow-ips`` set to the proxy's address.
+the ASGI server reports, so behind a reverse proxy run ``bff serve
+--forwarded-allow-ips`` with the proxy's address (or every client shares the
+proxy's allowance).
 """
 
 from __future__ import annotations
