@@ -50,6 +50,8 @@ class Mappings:
         self._revalidate = timedelta(seconds=revalidate_seconds)
         self._cache_size = cache_size
         self._cache: OrderedDict[int, _Entry] = OrderedDict()
+        # Bumped by every forget(): a read that overlapped one may predate the removal.
+        self._forgotten = 0
 
     async def pairs(self, user_id: int) -> tuple[Pair, ...]:
         """The user's mapped pairs, in a stable order; an empty answer is never cached."""
@@ -66,12 +68,28 @@ class Mappings:
         return pair in (await self._fetch(user_id)).pairs
 
     def forget(self, user_id: int) -> None:
+        self._forgotten += 1
         self._cache.pop(user_id, None)
 
     def _stale(self, entry: _Entry) -> bool:
         return self._clock.now() - entry.fetched_at >= self._revalidate
 
     async def _fetch(self, user_id: int) -> _Entry:
+        while True:
+            forgotten = self._forgotten
+            pairs = await self._read(user_id)
+            if forgotten == self._forgotten:
+                break
+            # A mapping was removed while this read ran: it may have seen it still
+            # there, and caching that would undo the removal for a whole window.
+        entry = _Entry(pairs, self._clock.now())
+        self._cache[user_id] = entry
+        self._cache.move_to_end(user_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return entry
+
+    async def _read(self, user_id: int) -> tuple[Pair, ...]:
         # One plain read on a pooled connection: an ORM unit of work (begin, flush,
         # commit) would double its cost for nothing.
         async with self._database.engine.connect() as connection:
@@ -80,13 +98,7 @@ class Mappings:
                 .where(UserScope.user_id == user_id)
                 .order_by(UserScope.tenant_id, UserScope.sub_tenant_id)
             )
-            pairs = tuple((tenant, sub_tenant) for tenant, sub_tenant in rows.all())
-        entry = _Entry(pairs, self._clock.now())
-        self._cache[user_id] = entry
-        self._cache.move_to_end(user_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return entry
+            return tuple((tenant, sub_tenant) for tenant, sub_tenant in rows.all())
 
 
 async def remove_mapping(

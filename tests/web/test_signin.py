@@ -11,7 +11,8 @@ from starlette.testclient import TestClient
 from bff.app import create_app
 from bff.clock import ManualClock
 from bff.settings import Settings
-from bff.store.users import get_user, unmap_user
+from bff.store.users import get_user
+from bff.web.access import remove_mapping
 from tests.web.helpers import (
     PASSWORD,
     add_probe_routes,
@@ -226,8 +227,7 @@ def test_removing_the_active_mapping_ends_the_session(client: TestClient, ann: i
         svc = services_of(client)
         async with svc.database.session() as db:
             user = await get_user(db, EMAIL)
-            await unmap_user(db, user, "acme", "north")
-        await svc.sessions.revoke_scope(user.id, "acme", "north")
+        await remove_mapping(svc.database, svc.mappings, svc.sessions, user, ("acme", "north"))
 
     call(client, unmap)
     response = client.get("/_probe/whoami", headers={"Cookie": f"__Host-bff_session={cookie}"})
