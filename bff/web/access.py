@@ -54,7 +54,7 @@ class Mappings:
         self._forgotten = 0
 
     async def pairs(self, user_id: int) -> tuple[Pair, ...]:
-        """The user's mapped pairs, in a stable order; an empty answer is never cached."""
+        """The user's mapped pairs, in a stable order; an empty answer is always re-read."""
         entry = self._cache.get(user_id)
         if entry is None or not entry.pairs or self._stale(entry):
             entry = await self._fetch(user_id)
