@@ -12,10 +12,18 @@ class Clock(Protocol):
         """The current time, timezone-aware, in UTC."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds that never step back (unlike ``now`` when the wall clock is set);
+        only differences mean anything. For the age of cached entries."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 class ManualClock:
@@ -23,13 +31,18 @@ class ManualClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._elapsed = 0.0
 
     def now(self) -> datetime:
         return self._now
 
+    def monotonic(self) -> float:
+        return self._elapsed
+
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+        self._elapsed += seconds
 
-
-def monotonic() -> float:
-    return time.monotonic()
+    def set_wall(self, seconds: float) -> None:
+        """Move only the wall clock, as an operator or NTP setting the time does."""
+        self._now += timedelta(seconds=seconds)

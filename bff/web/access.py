@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -31,7 +30,7 @@ Pair = tuple[str, str]
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     pairs: tuple[Pair, ...]
-    fetched_at: datetime
+    fetched_at: float  # Clock.monotonic(): a stepped wall clock must not extend it
 
 
 class Mappings:
@@ -47,7 +46,7 @@ class Mappings:
     ) -> None:
         self._database = database
         self._clock = clock
-        self._revalidate = timedelta(seconds=revalidate_seconds)
+        self._revalidate = revalidate_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[int, _Entry] = OrderedDict()
         # Bumped by every forget(): a read that overlapped one may predate the removal.
@@ -72,7 +71,7 @@ class Mappings:
         self._cache.pop(user_id, None)
 
     def _stale(self, entry: _Entry) -> bool:
-        return self._clock.now() - entry.fetched_at >= self._revalidate
+        return self._clock.monotonic() - entry.fetched_at >= self._revalidate
 
     async def _fetch(self, user_id: int) -> _Entry:
         while True:
@@ -82,7 +81,7 @@ class Mappings:
                 break
             # A mapping was removed while this read ran: it may have seen it still
             # there, and caching that would undo the removal for a whole window.
-        entry = _Entry(pairs, self._clock.now())
+        entry = _Entry(pairs, self._clock.monotonic())
         self._cache[user_id] = entry
         self._cache.move_to_end(user_id)
         while len(self._cache) > self._cache_size:

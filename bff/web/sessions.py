@@ -60,7 +60,7 @@ class Session:
 @dataclasses.dataclass
 class _Entry:
     session: Session
-    fetched_at: datetime
+    fetched_at: float  # Clock.monotonic(): a stepped wall clock must not extend it
     written_at: datetime
     # Kept here, not on the frozen Session: it changes on every request.
     last_seen: datetime
@@ -88,7 +88,7 @@ class SessionStore:
         self.idle = timedelta(seconds=idle_seconds)
         self.max_age = timedelta(seconds=max_seconds)
         self._metrics = metrics
-        self._revalidate = timedelta(seconds=revalidate_seconds)
+        self._revalidate = revalidate_seconds
         # Often enough that the stored value never lags the idle timeout.
         self._write_interval = timedelta(seconds=max(1, min(60, idle_seconds // 10)))
         self._cache_size = cache_size
@@ -135,7 +135,9 @@ class SessionStore:
                 created_at=now,
                 partner_app_id=partner_app_id,
             )
-        self._remember(hash_session_id(session_id), _Entry(session, now, now, now))
+        self._remember(
+            hash_session_id(session_id), _Entry(session, self._clock.monotonic(), now, now)
+        )
         await self.refresh_metrics()
         return session
 
@@ -147,7 +149,7 @@ class SessionStore:
             return None
         now = self._clock.now()
         entry = self._cache.get(key)
-        if entry is None or now - entry.fetched_at >= self._revalidate:
+        if entry is None or self._clock.monotonic() - entry.fetched_at >= self._revalidate:
             entry = await self._fetch(key, session_id, now, entry)
             if entry is None:
                 self._bury(key)
@@ -298,7 +300,10 @@ class SessionStore:
             partner_app_id=record.partner_app_id,
         )
         entry = _Entry(
-            session, now, cached.written_at if cached else record.last_seen_at, last_seen
+            session,
+            self._clock.monotonic(),
+            cached.written_at if cached else record.last_seen_at,
+            last_seen,
         )
         self._remember(key, entry)
         return entry

@@ -85,3 +85,16 @@ async def test_cached_pairs_are_reread_after_the_window(database: Database) -> N
     clock.advance(15)
     assert await mappings.pairs(user.id) == (NORTH, EMEA)
     await database.dispose()
+
+
+async def test_setting_the_wall_clock_back_does_not_extend_the_window(database: Database) -> None:
+    clock = ManualClock()
+    user = await mapped_user(database, NORTH)
+    mappings = Mappings(database, clock, revalidate_seconds=15)
+    assert await mappings.pairs(user.id) == (NORTH,)
+    async with database.session() as db:
+        await map_user(db, user, *EMEA)
+    clock.set_wall(-3600)
+    clock.advance(15)
+    assert await mappings.pairs(user.id) == (NORTH, EMEA)
+    await database.dispose()

@@ -216,6 +216,17 @@ async def test_changes_by_another_instance_arrive_within_the_revalidation_window
     assert await store.load(disabled.id) is None
 
 
+async def test_setting_the_wall_clock_back_does_not_extend_the_window(
+    store: SessionStore, database: Database, clock: ManualClock
+) -> None:
+    session = await store.create(await new_user(database))
+    other = SessionStore(database, clock, idle_seconds=IDLE, max_seconds=MAX)
+    await other.revoke(session.id)
+    clock.set_wall(-3600)
+    clock.advance(16)
+    assert await store.load(session.id) is None
+
+
 async def test_sweep_deletes_expired_records_and_sets_the_gauge(
     store: SessionStore, database: Database, clock: ManualClock, metrics: AuthMetrics
 ) -> None:
