@@ -30,11 +30,13 @@ from bff.web.auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from bff.web.auth import SessionMiddleware
 from bff.web.auth_metrics import AuthMetrics
 from bff.web.auth_services import open_auth
+from bff.web.body_limit import BodyLimitMiddleware
 from bff.web.csrf import CrossSiteMiddleware
 from bff.web.delivery import warn_about_delivery
 from bff.web.errors import EXCEPTION_HANDLERS, server_error
 from bff.web.middleware import RequestContextMiddleware
 from bff.web.security import SecurityHeadersMiddleware, with_security_headers
+from bff.web.vendor_target import PREFIX
 
 
 def create_app(
@@ -104,6 +106,7 @@ def create_app(
         middleware=[
             Middleware(RequestContextMiddleware, metrics=HttpMetrics(registry)),
             Middleware(SecurityHeadersMiddleware, settings=settings),
+            Middleware(BodyLimitMiddleware, exempt=(f"{PREFIX}/",)),
             Middleware(CrossSiteMiddleware, settings=settings),
             Middleware(SessionMiddleware, settings=settings),
         ],
