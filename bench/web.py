@@ -37,11 +37,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from bff.app import create_app
-from bff.demo.run import prepare
+from bff.demo.run import prepare, settings_for
 from bff.demo.seed import DemoAccount
 from bff.demo.server import serve_in_thread
 from bff.demo.vendor import VendorConfig, create_vendor_app
-from bff.settings import DELIVERY_MODES, Settings, UpstreamSettings
+from bff.settings import DELIVERY_MODES
 
 TARGET_RATIO = 0.5
 MAX_REQUESTS = 200_000
@@ -139,16 +139,8 @@ def run(args: argparse.Namespace) -> int:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         vendor_url = stack.enter_context(serve_in_thread(create_vendor_app(vendor)))
         port = args.port
-        settings = Settings(
-            secret_keys=(secrets.token_urlsafe(32),),
-            encryption_keys=(secrets.token_urlsafe(32),),
-            public_url=f"http://127.0.0.1:{port}",
-            database_url=f"sqlite:///{directory / 'bench.db'}",
-            upstream=UpstreamSettings(
-                base_url=vendor_url, api_key=vendor.api_key, api_secret=vendor.api_secret
-            ),
-            dashboard_url=f"{vendor_url}/dashboard/",
-            dashboard_delivery=args.delivery,
+        settings = dataclasses.replace(
+            settings_for(vendor, vendor_url, port, directory / "bench.db", args.delivery),
             log_level="WARNING",
         )
         asyncio.run(prepare(settings, (account,)))

@@ -59,16 +59,8 @@ def running_demo(
     )
     accounts = demo_accounts()
     with serve_in_thread(create_vendor_app(vendor), host=HOST) as vendor_url:
-        settings = Settings(
-            secret_keys=(secrets.token_urlsafe(32),),
-            encryption_keys=(secrets.token_urlsafe(32),),
-            public_url=f"http://{HOST}:{port}",
-            database_url=f"sqlite:///{_fresh_database(directory)}",
-            upstream=UpstreamSettings(
-                base_url=vendor_url, api_key=vendor.api_key, api_secret=vendor.api_secret
-            ),
-            dashboard_url=f"{vendor_url}/dashboard/",
-            dashboard_delivery=delivery,
+        settings = dataclasses.replace(
+            settings_for(vendor, vendor_url, port, _fresh_database(directory), delivery),
             demo=True,
         )
         # In a thread of its own: callers may already run an event loop here
@@ -142,3 +134,20 @@ def _free_port() -> int:
         probe.bind((HOST, 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def settings_for(
+    vendor: VendorConfig, vendor_url: str, port: int, database: Path, delivery: DeliveryMode
+) -> Settings:
+    """Throwaway settings for a BFF on ``port`` of 127.0.0.1 in front of a demo vendor."""
+    return Settings(
+        secret_keys=(secrets.token_urlsafe(32),),
+        encryption_keys=(secrets.token_urlsafe(32),),
+        public_url=f"http://{HOST}:{port}",
+        database_url=f"sqlite:///{database}",
+        upstream=UpstreamSettings(
+            base_url=vendor_url, api_key=vendor.api_key, api_secret=vendor.api_secret
+        ),
+        dashboard_url=f"{vendor_url}/dashboard/",
+        dashboard_delivery=delivery,
+    )
