@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bff.clock import ManualClock
+from bff.demo.vendor import VendorConfig
 from bff.settings import Settings
 from bff.store.database import create_engine
 
@@ -59,3 +61,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Time that moves only when a test says so."""
+    return ManualClock()
+
+
+@pytest.fixture
+def vendor(clock: ManualClock) -> VendorConfig:
+    """The demo vendor's configuration on the test's clock (modules may override it)."""
+    return VendorConfig(clock=clock)

@@ -38,16 +38,6 @@ class FakeSleep:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def vendor(clock: ManualClock) -> VendorConfig:
-    return VendorConfig(clock=clock)
-
-
-@pytest.fixture
 async def client(vendor: VendorConfig) -> AsyncIterator[httpx2.AsyncClient]:
     transport = httpx2.ASGITransport(create_vendor_app(vendor))
     async with httpx2.AsyncClient(transport=transport) as client:

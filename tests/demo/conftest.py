@@ -5,18 +5,7 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from bff.clock import ManualClock
 from bff.demo.vendor import VendorConfig, create_vendor_app
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def vendor(clock: ManualClock) -> VendorConfig:
-    return VendorConfig(clock=clock)
 
 
 @pytest.fixture

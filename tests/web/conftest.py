@@ -29,11 +29,6 @@ def settings(base_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def app(settings: Settings, clock: ManualClock) -> Starlette:
     return create_app(settings, clock=clock)
 

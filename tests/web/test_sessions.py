@@ -35,11 +35,6 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def metrics() -> AuthMetrics:
     return AuthMetrics(CollectorRegistry())
 
