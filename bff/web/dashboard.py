@@ -32,7 +32,7 @@ from bff.web.auth import (
 )
 from bff.web.csrf import require_csrf
 from bff.web.delivery import FRAME_NAME, PAGE_HEADERS, embed
-from bff.web.errors import MAX_RETRY_AFTER, error_page
+from bff.web.errors import UNAVAILABLE, error_page, unavailable_retry
 from bff.web.proxy import VendorProxy, framed_page
 from bff.web.security import content_security_policy, csp_nonce
 from bff.web.sessions import Session
@@ -116,15 +116,9 @@ async def authorize_proxy(request: Request) -> str | Response:
     try:
         token = await svc.broker.get(TokenScope(CONNECTION_ID, *pair))
     except UpstreamUnavailable as exc:
-        retry = max(1, min(MAX_RETRY_AFTER, round(exc.retry_after or 30)))
+        retry, message = unavailable_retry(exc)
         logger.warning("vendor unavailable: %s", exc)
-        return framed_page(
-            request,
-            503,
-            "Dashboard temporarily unavailable",
-            f"The dashboard is temporarily unavailable. Retrying in {retry} s.",
-            retry_after=retry,
-        )
+        return framed_page(request, 503, UNAVAILABLE, message, retry_after=retry)
     except UpstreamRejected as exc:
         logger.error("vendor rejected our request (configuration error): %s", exc)
         return framed_page(

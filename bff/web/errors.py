@@ -75,15 +75,25 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     return error_page(request, exc.status_code, phrase, detail, headers=exc.headers)
 
 
+UNAVAILABLE = "Dashboard temporarily unavailable"
+
+
+def unavailable_retry(exc: UpstreamUnavailable) -> tuple[int, str]:
+    """Whole seconds until a retry (what the vendor asked, within bounds; else 30),
+    and the sentence that tells the user so."""
+    retry = max(1, min(MAX_RETRY_AFTER, round(exc.retry_after or 30)))
+    return retry, f"The dashboard is temporarily unavailable. Retrying in {retry} s."
+
+
 async def upstream_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UpstreamUnavailable)
-    retry = max(1, min(MAX_RETRY_AFTER, round(exc.retry_after or 30)))
+    retry, message = unavailable_retry(exc)
     logger.warning("vendor unavailable: %s", exc)
     return error_page(
         request,
         503,
-        "Dashboard temporarily unavailable",
-        f"The dashboard is temporarily unavailable. Retrying in {retry} s.",
+        UNAVAILABLE,
+        message,
         headers={"Retry-After": str(retry), "Cache-Control": "no-store"},
         retry_after=retry,
     )
