@@ -9,6 +9,7 @@ boundary catches these classes only.
      ├── InvalidIdentifierError      a tenant, sub-tenant or e-mail failed validation
      ├── SecretDecryptionError       wrong key, tampered ciphertext, or a row copied elsewhere
      ├── NotFoundError               a named user, tenant or connection does not exist
+     │    └── SessionEnded           the request's session ended while the request ran
      ├── AlreadyExistsError          creating something that is already there
      └── UpstreamError               anything that went wrong while talking to the vendor
           ├── UpstreamRejected       400/401/403: the vendor says our configuration is wrong;
@@ -47,6 +48,11 @@ class SecretDecryptionError(BffError):
 
 class NotFoundError(BffError):
     """A named object does not exist."""
+
+
+class SessionEnded(NotFoundError):
+    """The session this request started with has ended (signed out in another tab,
+    revoked, expired) before the request finished; routes answer it like no session."""
 
 
 class AlreadyExistsError(BffError):

@@ -7,6 +7,7 @@ setting, so ``bff serve`` can exit with status 2 and one clear line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,19 @@ CONNECTOR_KINDS: tuple[ConnectorKind, ...] = (
     "static-bearer",
 )
 DELIVERY_MODES: tuple[DeliveryMode, ...] = ("proxy", "post", "fragment", "query")
+# Kinds whose token serves the whole connection, not one (tenant, sub-tenant).
+CONNECTION_WIDE_KINDS: frozenset[ConnectorKind] = frozenset(
+    {"apikey-jwt", "oauth2-client-credentials", "static-bearer"}
+)
+PairTokenStyle = Literal["headers", "json"]
+AuthScheme = Literal["bearer", "basic"]
+
+# The documented range of every numeric setting (README): a value outside it is a
+# typo or a misunderstanding, never something to clamp silently.
+TIMEOUT_RANGE = (0.5, 300.0)
+MAX_CONCURRENCY_RANGE = (1, 1000)
+SESSION_IDLE_RANGE = (60, 7 * 24 * 60 * 60)
+SESSION_MAX_RANGE = (300, 90 * 24 * 60 * 60)
 
 MIN_KEY_LENGTH = 32
 # Values that appear in tutorials and sample configs; a key like this is public.
@@ -76,12 +90,24 @@ class UpstreamSettings:
     realm: str | None = None
     # static-bearer: the "who am I" endpoint used to validate the key.
     whoami_url: str | None = None
+    # static-bearer: present the key as ``Bearer`` or as HTTP Basic ``username:key``.
+    auth_scheme: AuthScheme = "bearer"
+    api_username: str | None = None
+    # Connection-wide kinds: the vendor endpoint that turns the connection's token into a
+    # dashboard token for one pair (URL or path under base_url), and how the pair is sent.
+    pair_token_url: str | None = None
+    pair_token_style: PairTokenStyle = "headers"
     timeout: float = 10.0
     max_concurrency: int = 8
 
     @property
     def configured(self) -> bool:
         return self.base_url is not None
+
+    @property
+    def pair_scoped(self) -> bool:
+        """True when every token this connection hands out is for one pair only."""
+        return self.kind not in CONNECTION_WIDE_KINDS or self.pair_token_url is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,8 +170,14 @@ def _parse(env: Mapping[str, str]) -> Settings:
         basic_auth=reader.flag("BFF_UPSTREAM_BASIC_AUTH"),
         realm=reader.text("BFF_UPSTREAM_REALM"),
         whoami_url=reader.text("BFF_UPSTREAM_WHOAMI_URL"),
-        timeout=reader.number("BFF_UPSTREAM_TIMEOUT", 10.0),
-        max_concurrency=int(reader.number("BFF_UPSTREAM_MAX_CONCURRENCY", 8)),
+        auth_scheme=reader.choice("BFF_UPSTREAM_AUTH_SCHEME", ("bearer", "basic"), "bearer"),
+        api_username=reader.text("BFF_UPSTREAM_API_USERNAME"),
+        pair_token_url=reader.text("BFF_UPSTREAM_PAIR_TOKEN_URL"),
+        pair_token_style=reader.choice(
+            "BFF_UPSTREAM_PAIR_TOKEN_STYLE", ("headers", "json"), "headers"
+        ),
+        timeout=reader.number("BFF_UPSTREAM_TIMEOUT", 10.0, TIMEOUT_RANGE),
+        max_concurrency=reader.integer("BFF_UPSTREAM_MAX_CONCURRENCY", 8, MAX_CONCURRENCY_RANGE),
     )
     oidc_issuer = reader.url("BFF_OIDC_ISSUER")
     oidc = None
@@ -156,22 +188,56 @@ def _parse(env: Mapping[str, str]) -> Settings:
             client_secret=reader.required("BFF_OIDC_CLIENT_SECRET"),
             allow_signup=reader.flag("BFF_OIDC_ALLOW_SIGNUP"),
         )
-    return Settings(
+    settings = Settings(
         secret_keys=reader.keys("BFF_SECRET_KEYS"),
         encryption_keys=reader.keys("BFF_ENCRYPTION_KEYS"),
         public_url=reader.url("BFF_PUBLIC_URL") or "http://127.0.0.1:8000",
         database_url=reader.database_url("BFF_DATABASE_URL"),
         redis_url=reader.url("BFF_REDIS_URL", schemes=("redis", "rediss")),
         upstream=upstream,
-        dashboard_url=reader.url("BFF_DASHBOARD_URL"),
+        # Kept exactly as given: its trailing slash decides the directory the proxy serves.
+        dashboard_url=reader.url("BFF_DASHBOARD_URL", keep_trailing_slash=True),
         dashboard_delivery=reader.choice("BFF_DASHBOARD_DELIVERY", DELIVERY_MODES, "post"),
-        session_idle_seconds=int(reader.number("BFF_SESSION_IDLE_SECONDS", 30 * 60)),
-        session_max_seconds=int(reader.number("BFF_SESSION_MAX_SECONDS", 12 * 60 * 60)),
+        session_idle_seconds=reader.integer(
+            "BFF_SESSION_IDLE_SECONDS", 30 * 60, SESSION_IDLE_RANGE
+        ),
+        session_max_seconds=reader.integer(
+            "BFF_SESSION_MAX_SECONDS", 12 * 60 * 60, SESSION_MAX_RANGE
+        ),
         oidc=oidc,
         log_level=reader.choice(
             "BFF_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
         ),
     )
+    check_connection_wide_delivery(settings.upstream, settings.dashboard_delivery)
+    return settings
+
+
+def check_connection_wide_delivery(upstream: UpstreamSettings, delivery: DeliveryMode) -> None:
+    """A token that is not scoped to one pair must never reach a browser: such a
+    connection works only through the proxy, which pins the pair server-side."""
+    if upstream.auth_scheme == "basic":
+        if upstream.kind != "static-bearer":
+            raise ConfigurationError(
+                "BFF_UPSTREAM_AUTH_SCHEME", "basic is only for BFF_UPSTREAM_KIND=static-bearer"
+            )
+        if upstream.api_username is None:
+            raise ConfigurationError(
+                "BFF_UPSTREAM_API_USERNAME", "is required with BFF_UPSTREAM_AUTH_SCHEME=basic"
+            )
+        if delivery != "proxy" and upstream.pair_token_url is None:
+            raise ConfigurationError(
+                "BFF_DASHBOARD_DELIVERY",
+                "HTTP Basic credentials can only be used by the proxy; "
+                "set BFF_DASHBOARD_DELIVERY=proxy",
+            )
+    if upstream.configured and not upstream.pair_scoped and delivery != "proxy":
+        raise ConfigurationError(
+            "BFF_DASHBOARD_DELIVERY",
+            f"{delivery} would put the connection-wide {upstream.kind} token in every "
+            "user's page; use proxy, or set BFF_UPSTREAM_PAIR_TOKEN_URL so each pair gets "
+            "its own dashboard token",
+        )
 
 
 def check_secret_key(setting: str, key: str) -> None:
@@ -209,7 +275,13 @@ class _Reader:
             check_secret_key(name, key)
         return keys
 
-    def url(self, name: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    def url(
+        self,
+        name: str,
+        schemes: tuple[str, ...] = ("http", "https"),
+        *,
+        keep_trailing_slash: bool = False,
+    ) -> str | None:
         value = self.text(name)
         if value is None:
             return None
@@ -222,7 +294,7 @@ class _Reader:
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError:
             raise ConfigurationError(name, f"has a malformed port: {value[:80]!r}") from None
-        return value.rstrip("/")
+        return value if keep_trailing_slash else value.rstrip("/")
 
     def database_url(self, name: str) -> str:
         value = self.text(name)
@@ -257,14 +329,31 @@ class _Reader:
             return False
         raise ConfigurationError(name, f"expected true or false, got {value!r}")
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, bounds: tuple[float, float]) -> float:
         value = self.text(name)
         if value is None:
             return default
         try:
             number = float(value)
         except ValueError:
-            raise ConfigurationError(name, f"expected a number, got {value!r}") from None
-        if number <= 0:
-            raise ConfigurationError(name, "must be positive")
+            raise ConfigurationError(name, f"expected a number, got {value[:40]!r}") from None
+        low, high = bounds
+        if not math.isfinite(number) or not low <= number <= high:
+            raise ConfigurationError(name, f"must be a number from {low:g} to {high:g}")
+        return number
+
+    def integer(self, name: str, default: int, bounds: tuple[int, int]) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        low, high = bounds
+        # ASCII digits only: int() also takes "١٢" and "1_000", which no one means here.
+        digits = value.removeprefix("+")
+        if not (digits.isascii() and digits.isdigit()):
+            raise ConfigurationError(
+                name, f"expected a whole number from {low} to {high}, got {value[:40]!r}"
+            )
+        number = int(digits)
+        if not low <= number <= high:
+            raise ConfigurationError(name, f"must be a whole number from {low} to {high}")
         return number

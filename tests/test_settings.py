@@ -130,3 +130,115 @@ def test_repr_hides_secrets() -> None:
     assert values["BFF_SECRET_KEYS"] not in text
     assert values["BFF_ENCRYPTION_KEYS"] not in text
     assert "vendor-secret-value-123" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # A fraction used to become a semaphore of 0: every cold request hung forever.
+        ("BFF_UPSTREAM_MAX_CONCURRENCY", "0.5"),
+        ("BFF_UPSTREAM_MAX_CONCURRENCY", "0"),
+        ("BFF_UPSTREAM_MAX_CONCURRENCY", "1e3"),
+        ("BFF_UPSTREAM_MAX_CONCURRENCY", "1001"),
+        ("BFF_UPSTREAM_MAX_CONCURRENCY", "-3"),
+        ("BFF_UPSTREAM_MAX_CONCURRENCY", "8_0"),
+        ("BFF_UPSTREAM_MAX_CONCURRENCY", "\u0668"),  # an Arabic-Indic eight
+        # A fraction of a second used to expire every session at once.
+        ("BFF_SESSION_IDLE_SECONDS", "0.9"),
+        ("BFF_SESSION_IDLE_SECONDS", "59"),
+        ("BFF_SESSION_IDLE_SECONDS", "nan"),
+        ("BFF_SESSION_MAX_SECONDS", "inf"),
+        ("BFF_SESSION_MAX_SECONDS", "1e30"),
+        ("BFF_SESSION_MAX_SECONDS", "1800.0"),
+        ("BFF_UPSTREAM_TIMEOUT", "nan"),
+        ("BFF_UPSTREAM_TIMEOUT", "inf"),
+        ("BFF_UPSTREAM_TIMEOUT", "-inf"),
+        ("BFF_UPSTREAM_TIMEOUT", "1e30"),
+        ("BFF_UPSTREAM_TIMEOUT", "0"),
+        ("BFF_UPSTREAM_TIMEOUT", "0.1"),
+        ("BFF_UPSTREAM_TIMEOUT", "ten"),
+    ],
+)
+def test_numbers_that_would_break_the_server_are_refused(name: str, value: str) -> None:
+    error = failure(**{name: value})
+    assert error.setting == name
+    assert "from" in error.problem or "expected" in error.problem
+    assert "\n" not in str(error)
+
+
+def test_numbers_within_their_ranges_are_taken() -> None:
+    settings = Settings.from_env(
+        env(
+            BFF_UPSTREAM_MAX_CONCURRENCY="1000",
+            BFF_SESSION_IDLE_SECONDS="60",
+            BFF_SESSION_MAX_SECONDS=" 86400 ",
+            BFF_UPSTREAM_TIMEOUT="2.5",
+        ),
+        env_file=None,
+    )
+    assert settings.upstream.max_concurrency == 1000
+    assert settings.session_idle_seconds == 60
+    assert settings.session_max_seconds == 86400
+    assert settings.upstream.timeout == 2.5
+
+
+def test_dashboard_url_keeps_its_trailing_slash() -> None:
+    # "/embed/" is a directory the proxy serves below; "/embed" would widen it to "/".
+    settings = Settings.from_env(
+        env(BFF_DASHBOARD_URL="https://vendor.example/embed/"), env_file=None
+    )
+    assert settings.dashboard_url == "https://vendor.example/embed/"
+
+
+def vendor_env(kind: str, delivery: str, **extra: str) -> dict[str, str]:
+    return env(
+        BFF_UPSTREAM_KIND=kind,
+        BFF_UPSTREAM_BASE_URL="https://vendor.example",
+        BFF_UPSTREAM_API_KEY="vendor-key-123456",
+        BFF_UPSTREAM_API_SECRET="vendor-secret-123456",
+        BFF_DASHBOARD_DELIVERY=delivery,
+        **extra,
+    )
+
+
+@pytest.mark.parametrize("kind", ["apikey-jwt", "oauth2-client-credentials", "static-bearer"])
+@pytest.mark.parametrize("delivery", ["post", "fragment", "query"])
+def test_connection_wide_token_is_refused_outside_the_proxy(kind: str, delivery: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(vendor_env(kind, delivery), env_file=None)
+    assert caught.value.setting == "BFF_DASHBOARD_DELIVERY"
+    assert "BFF_UPSTREAM_PAIR_TOKEN_URL" in caught.value.problem
+    assert kind in caught.value.problem
+
+
+@pytest.mark.parametrize("kind", ["apikey-jwt", "oauth2-client-credentials", "static-bearer"])
+def test_connection_wide_token_is_allowed_behind_the_proxy_or_a_pair_step(kind: str) -> None:
+    proxied = Settings.from_env(vendor_env(kind, "proxy"), env_file=None)
+    assert not proxied.upstream.pair_scoped
+    stepped = Settings.from_env(
+        vendor_env(kind, "post", BFF_UPSTREAM_PAIR_TOKEN_URL="/api/v1/partner/dashboard/token"),
+        env_file=None,
+    )
+    assert stepped.upstream.pair_scoped
+    assert stepped.upstream.pair_token_style == "headers"
+
+
+def test_header_exchange_is_pair_scoped_in_every_mode() -> None:
+    for delivery in ("proxy", "post", "fragment", "query"):
+        settings = Settings.from_env(vendor_env("header-exchange", delivery), env_file=None)
+        assert settings.upstream.pair_scoped
+
+
+def test_basic_scheme_is_for_the_static_key_behind_the_proxy() -> None:
+    basic = {"BFF_UPSTREAM_AUTH_SCHEME": "basic", "BFF_UPSTREAM_API_USERNAME": "reseller"}
+    settings = Settings.from_env(vendor_env("static-bearer", "proxy", **basic), env_file=None)
+    assert settings.upstream.auth_scheme == "basic"
+    assert settings.upstream.api_username == "reseller"
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(vendor_env("apikey-jwt", "proxy", **basic), env_file=None)
+    assert caught.value.setting == "BFF_UPSTREAM_AUTH_SCHEME"
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(
+            vendor_env("static-bearer", "proxy", BFF_UPSTREAM_AUTH_SCHEME="basic"), env_file=None
+        )
+    assert caught.value.setting == "BFF_UPSTREAM_API_USERNAME"
