@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.web                      # 3 rounds of 5 s per page
     .venv/bin/python -m bench.web --seconds 2 --rounds 1 --delivery proxy
+    .venv/bin/python -m bench.web --profile            # where bff's server thread spends its time
 
 Both pages run as real uvicorn servers on 127.0.0.1 with the same configuration
 (:func:`bff.demo.server.serve_in_thread`), and both are loaded by the same load
@@ -12,14 +13,21 @@ and by a request count. Rounds alternate between the pages so drift hits both.
 The BFF page is a signed-in ``GET /`` with a warm token: the session, the
 mapping check, the broker's cache and the template, with the demo vendor behind
 it. The bare page returns HTML of the same size from a plain route.
+
+``--profile`` runs cProfile in bff's server thread during the measured rounds
+(which slows bff, so its throughput is not comparable then) and prints the
+functions with the most own time and the share of the thread's time spent in
+logging, so the next person starts from a measurement.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import dataclasses
 import multiprocessing
+import pstats
 import re
 import secrets
 import sys
@@ -35,6 +43,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bff.app import create_app
 from bff.demo.run import prepare, settings_for
@@ -117,6 +126,63 @@ def bare_app(body: str) -> Starlette:
     return Starlette(routes=[Route("/", page)])
 
 
+class Profiled:
+    """Runs ``profiler`` in the thread that serves ``app`` while ``active`` is set; cProfile
+    sees only the thread that enabled it, and that is the server's event loop thread."""
+
+    def __init__(self, app: ASGIApp, profiler: cProfile.Profile) -> None:
+        self.app = app
+        self.profiler = profiler
+        self.active = False
+        self._enabled = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.active != self._enabled:
+            if self.active:
+                self.profiler.enable()
+            else:
+                self.profiler.disable()
+            self._enabled = self.active
+        await self.app(scope, receive, send)
+
+
+def print_profile(profiler: cProfile.Profile, top: int = 25) -> None:
+    stats = pstats.Stats(profiler)
+    entries: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    entries = stats.stats  # type: ignore[attr-defined]
+    total: float = sum(tottime for _cc, _nc, tottime, _ct, _callers in entries.values()) or 1.0
+
+    def share(*fragments: str) -> float:
+        own: float = sum(
+            tottime
+            for (filename, _line, _name), (_cc, _nc, tottime, _ct, _callers) in entries.items()
+            if any(fragment in filename for fragment in fragments)
+        )
+        return own / total
+
+    print(f"\nprofile of bff's server thread: {total:.2f} s of own time in all")
+    for label, fragments in (
+        ("logging (stdlib logging, bff/logs.py)", ("/logging/", "bff/logs.py")),
+        ("middleware (bff/web/*middleware*, security, csrf, auth)", _MIDDLEWARE_FILES),
+        ("Jinja templates", ("/jinja2/",)),
+        ("HTTP server (uvicorn, h11, httptools)", ("/uvicorn/", "/h11/", "httptools")),
+        ("asyncio event loop", ("/asyncio/", "uvloop")),
+    ):
+        print(f"  {share(*fragments):6.1%}  {label}")
+    print(f"\ntop {top} functions by own time:")
+    stats.sort_stats("tottime").print_stats(top)
+
+
+_MIDDLEWARE_FILES = (
+    "bff/web/middleware.py",
+    "bff/web/security.py",
+    "bff/web/csrf.py",
+    "bff/web/auth.py",
+    "bff/web/body_limit.py",
+    "starlette/middleware/",
+)
+
+
 def signed_in_cookies(url: str, account: DemoAccount) -> tuple[dict[str, str], str]:
     """Sign in as ``account``; returns the cookies and the warm dashboard page."""
     with httpx2.Client(base_url=url, timeout=30) as browser:
@@ -144,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
             log_level="WARNING",
         )
         asyncio.run(prepare(settings, (account,)))
-        bff_url = stack.enter_context(serve_in_thread(create_app(settings), port=port))
+        profiler = cProfile.Profile()
+        bff_app = Profiled(create_app(settings), profiler)
+        bff_url = stack.enter_context(serve_in_thread(bff_app, port=port))
         cookies, page = signed_in_cookies(bff_url, account)
         bare_url = stack.enter_context(serve_in_thread(bare_app(page)))
         spawn = multiprocessing.get_context("spawn")
@@ -159,13 +227,20 @@ def run(args: argparse.Namespace) -> int:
             pool.submit(load, url, jar, args.connections, 0.5).result()
         for _ in range(args.rounds):
             for name, (url, jar) in targets.items():
+                bff_app.active = args.profile and url.startswith(bff_url)
                 latencies, elapsed, failures = pool.submit(
                     load, url, jar, args.connections, args.seconds
                 ).result()
                 results[name].latencies += latencies
                 results[name].seconds += elapsed
                 results[name].failures += failures
+        bff_app.active = False
+        # One more request, so the server thread notices and stops profiling.
+        httpx2.get(f"{bff_url}/healthz", timeout=10)
     report(results["bff GET /"], results["bare Starlette page"], args)
+    if args.profile:
+        print_profile(profiler)
+        return 0
     ratio = results["bff GET /"].rate / results["bare Starlette page"].rate
     return 0 if ratio >= TARGET_RATIO else 1
 
@@ -194,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--delivery", choices=DELIVERY_MODES, default="post")
     parser.add_argument("--port", type=int, default=18_080, help="the BFF's port")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile bff's server thread (slows it)"
+    )
     return run(parser.parse_args(argv))
 
 
