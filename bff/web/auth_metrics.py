@@ -7,7 +7,7 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 LoginMethod = Literal["password", "oidc"]
-LoginOutcome = Literal["success", "invalid", "rate_limited", "refused", "error"]
+LoginOutcome = Literal["success", "invalid", "rate_limited", "busy", "refused", "error"]
 
 
 class AuthMetrics:
@@ -21,6 +21,11 @@ class AuthMetrics:
             "bff_login_attempts",
             "Sign-in attempts by method and outcome.",
             ["method", "outcome"],
+            registry=registry,
+        )
+        self.password_checks = Gauge(
+            "bff_password_checks",
+            "Sign-in attempts checking a password or waiting to (this instance).",
             registry=registry,
         )
 

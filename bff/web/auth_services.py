@@ -14,6 +14,7 @@ from bff.store.database import Database
 from bff.web.auth_metrics import AuthMetrics
 from bff.web.cookies import CookieJar
 from bff.web.oidc import OIDCClient
+from bff.web.password_checks import PasswordChecks
 from bff.web.ratelimit import LoginRateLimiter
 from bff.web.sessions import SessionStore
 
@@ -25,6 +26,7 @@ OIDC_CALLBACK_PATH = "/login/oidc/callback"
 class AuthServices:
     cookies: CookieJar
     limiter: LoginRateLimiter
+    password_checks: PasswordChecks
     metrics: AuthMetrics
     oidc: OIDCClient | None
 
@@ -69,6 +71,7 @@ async def open_auth(
             AuthServices(
                 cookies=CookieJar(settings),
                 limiter=LoginRateLimiter(clock),
+                password_checks=PasswordChecks(gauge=metrics.password_checks),
                 metrics=metrics,
                 oidc=oidc,
             ),

@@ -1,11 +1,13 @@
 """Local sign-in and sign-out: ``GET /login``, ``POST /login``, ``POST /logout``.
 
 Wrong e-mail, wrong password and a disabled account all get the same message
-and cost the same password check. Failed attempts are limited per account and
-per client address (:mod:`bff.web.ratelimit`); the client address is the one
-the ASGI server reports, so behind a reverse proxy run ``bff serve
---forwarded-allow-ips`` with the proxy's address (or every client shares the
-proxy's allowance).
+and cost the same password check. Every attempt is counted before its password is
+checked, per (account, address), per address and per account
+(:mod:`bff.web.ratelimit`; over a limit: 429 with ``Retry-After``), and password
+checks run under a fixed bound with a short queue (:mod:`bff.web.password_checks`;
+beyond it: 503 with ``Retry-After``). The client address is the one the ASGI server
+reports, so behind a reverse proxy run ``bff serve --forwarded-allow-ips`` with the
+proxy's address (or every client shares the proxy's allowance).
 """
 
 from __future__ import annotations
@@ -13,22 +15,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from bff.passwords import hash_password, needs_rehash, verify_password
-from bff.services import services
+from bff.passwords import needs_rehash
+from bff.services import Services, services
 from bff.store.users import find_user
 from bff.web.auth import SignInReason, current_session, login_url
 from bff.web.csrf import FIELD, check_csrf_token, require_csrf
+from bff.web.password_checks import BUSY_RETRY_AFTER, PasswordChecks
+from bff.web.ratelimit import Refusal
 from bff.web.redirects import safe_next
 
 logger = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "The e-mail address or password is not correct."
 FORM_EXPIRED = "The sign-in form expired. Please try again."
+BUSY = f"Too many people are signing in right now. Please try again in {BUSY_RETRY_AFTER} seconds."
 _NOTICES: Mapping[str, str] = {
     "expired": "Your session has ended. Please sign in again.",
     "signed-out": "You have signed out.",
@@ -81,8 +85,12 @@ async def login(request: Request) -> Response:
         )
 
     address = request.client.host if request.client else "unknown"
-    wait = svc.auth.limiter.retry_after(email, address)
-    if wait is not None:
+    limiter = svc.auth.limiter
+    # Counted before it is checked, with no await in between: concurrent attempts
+    # cannot all pass a limit that none of them has been counted against yet.
+    attempt = limiter.reserve(email, address)
+    if isinstance(attempt, Refusal):
+        wait = attempt.retry_after
         metrics.login("password", "rate_limited")
         logger.warning("sign-in rate limited", extra={"retry_after": wait})
         return render_login(
@@ -94,30 +102,55 @@ async def login(request: Request) -> Response:
             headers={"Retry-After": str(wait)},
         )
 
-    async with svc.database.session() as db:
-        user = await find_user(db, email) if email else None
-        password_hash = user.password_hash if user else None
-        # Argon2 takes tens of milliseconds of CPU: keep it off the event loop.
-        valid = await anyio.to_thread.run_sync(verify_password, password_hash, password)
-        if valid and user is not None and not user.disabled and password_hash is not None:
-            if needs_rehash(password_hash):
-                user.password_hash = await anyio.to_thread.run_sync(hash_password, password)
-            user_id = user.id
-        else:
-            user_id = None
+    checks = svc.auth.password_checks
+    with checks.admit() as admitted:
+        if not admitted:
+            limiter.settle(attempt, "not_checked")
+            metrics.login("password", "busy")
+            logger.warning("sign-in busy", extra={"retry_after": BUSY_RETRY_AFTER})
+            return render_login(
+                request,
+                next_path=next_path,
+                email=email,
+                error=BUSY,
+                status=503,
+                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+            )
+        user_id = await _check_password(svc, checks, email, password)
     if user_id is None:
-        svc.auth.limiter.failed(email, address)
+        limiter.settle(attempt, "failure")
         metrics.login("password", "invalid")
         return render_login(
             request, next_path=next_path, email=email, error=INVALID_CREDENTIALS, status=400
         )
 
-    svc.auth.limiter.succeeded(email)
+    limiter.settle(attempt, "success")
     metrics.login("password", "success")
     response = RedirectResponse(next_path, status_code=303)
     await complete_sign_in(request, response, user_id)
     logger.info("signed in", extra={"user_id": user_id, "method": "password"})
     return response
+
+
+async def _check_password(
+    svc: Services, checks: PasswordChecks, email: str, password: str
+) -> int | None:
+    """The id of the enabled account ``email`` whose password this is, else None. Every
+    outcome costs one password check; no database session is held while it waits."""
+    async with svc.database.session() as db:
+        user = await find_user(db, email) if email else None
+        password_hash = user.password_hash if user else None
+        user_id = user.id if user is not None and not user.disabled else None
+    valid = await checks.verify(password_hash, password)
+    if not valid or user_id is None or password_hash is None:
+        return None
+    if needs_rehash(password_hash):
+        new_hash = await checks.hash(password)
+        async with svc.database.session() as db:
+            user = await find_user(db, email)
+            if user is not None and user.password_hash == password_hash:
+                user.password_hash = new_hash
+    return user_id
 
 
 async def complete_sign_in(request: Request, response: Response, user_id: int) -> None:

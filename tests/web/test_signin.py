@@ -260,32 +260,58 @@ def test_absolute_timeout_over_http(client: TestClient, ann: int, clock: ManualC
     assert client.get("/_probe/whoami").status_code == 303
 
 
-def test_failed_attempts_per_account_are_limited(
+def test_failed_attempts_for_an_account_lock_only_that_address(
     client: TestClient, ann: int, clock: ManualClock
 ) -> None:
-    for _ in range(services_of(client).auth.limiter.per_account):
+    for _ in range(services_of(client).auth.limiter.per_account_at_address):
         assert sign_in(client, EMAIL, "not the password").status_code == 400
-    limited = sign_in(client, EMAIL)  # even the right password waits
+    limited = sign_in(client, EMAIL)  # even the right password waits, here
     assert limited.status_code == 429
-    retry_after = int(limited.headers["Retry-After"])
-    assert 0 < retry_after <= 15 * 60
-    assert "Too many failed sign-in attempts" in limited.text
-    # Other accounts from elsewhere are not affected...
+    assert limited.headers["Retry-After"] == str(15 * 60)
+    assert "Too many failed sign-in attempts. Try again in 15 minutes." in limited.text
+    assert session_cookie(client) is None
+    # The owner elsewhere is not locked out, nor another account from here.
+    assert sign_in(other_browser(client, "198.51.100.7"), EMAIL).status_code == 303
     make_user(client, "bob@example.com")
-    other = other_browser(client, "198.51.100.7")
-    assert sign_in(other, "bob@example.com").status_code == 303
-    # ...and the account opens again once the window has passed.
-    clock.advance(retry_after)
+    assert sign_in(other_browser(client), "bob@example.com").status_code == 303
+    # And the address opens again once the window has passed.
+    clock.advance(15 * 60)
     assert sign_in(client, EMAIL).status_code == 303
+
+
+def test_a_success_clears_the_account_at_the_address(client: TestClient, ann: int) -> None:
+    per_pair = services_of(client).auth.limiter.per_account_at_address
+    for _ in range(per_pair - 1):
+        assert sign_in(client, EMAIL, "not the password").status_code == 400
+    assert sign_in(other_browser(client), EMAIL).status_code == 303
+    codes = [sign_in(client, EMAIL, "not the password").status_code for _ in range(per_pair)]
+    assert codes == [400] * per_pair
+    assert sign_in(client, EMAIL, "not the password").status_code == 429
 
 
 def test_failed_attempts_per_address_are_limited(client: TestClient, ann: int) -> None:
     limiter = services_of(client).auth.limiter
-    for number in range(limiter.per_address):
+    for number in range(limiter.per_address - 1):
         assert sign_in(client, f"guess{number}@example.com", "x" * 12).status_code == 400
+    # A valid account signing in does not reset guessing against the others.
+    assert sign_in(other_browser(client), EMAIL).status_code == 303
+    assert sign_in(client, "guess-last@example.com", "x" * 12).status_code == 400
     limited = sign_in(client, EMAIL)
     assert limited.status_code == 429
-    assert int(limited.headers["Retry-After"]) > 0
+    assert limited.headers["Retry-After"] == str(15 * 60)
+    assert sign_in(other_browser(client, "198.51.100.7"), EMAIL).status_code == 303
+
+
+def test_distributed_guessing_meets_the_account_ceiling(client: TestClient, ann: int) -> None:
+    limiter = services_of(client).auth.limiter
+    addresses = limiter.per_account // limiter.per_account_at_address
+    for number in range(addresses):
+        guesser = other_browser(client, f"203.0.113.{number}")
+        for _ in range(limiter.per_account_at_address):
+            assert sign_in(guesser, EMAIL, "not the password").status_code == 400
+    limited = sign_in(other_browser(client, "198.51.100.7"), EMAIL)
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == str(15 * 60)
 
 
 def test_login_metrics(client: TestClient, ann: int) -> None:
@@ -294,6 +320,7 @@ def test_login_metrics(client: TestClient, ann: int) -> None:
     metrics = client.get("/metrics").text
     assert 'bff_login_attempts_total{method="password",outcome="invalid"} 1.0' in metrics
     assert 'bff_login_attempts_total{method="password",outcome="success"} 1.0' in metrics
+    assert "bff_password_checks 0.0" in metrics
     assert "bff_active_sessions 1.0" in metrics
     client.post("/logout", data={"csrf_token": login_token_for_session(client)})
     assert "bff_active_sessions 0.0" in client.get("/metrics").text
