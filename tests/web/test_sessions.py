@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import event, select, update
 
 from bff.clock import ManualClock
-from bff.errors import NotFoundError
+from bff.errors import NotFoundError, SessionEnded
 from bff.store.database import Database
 from bff.store.models import SessionRecord, User
 from bff.store.schema import prepare_schema
@@ -180,7 +180,7 @@ async def test_set_scope(store: SessionStore, database: Database) -> None:
     reloaded = await other.load(session.id)
     assert reloaded is not None and reloaded.scope == ("acme", "north")
     await store.revoke(session.id)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(SessionEnded):
         await store.set_scope(session.id, ("acme", "south"))
 
 
