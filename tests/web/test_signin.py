@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from argon2 import PasswordHasher
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from bff import passwords
 from bff.app import create_app
 from bff.clock import ManualClock
 from bff.settings import Settings
@@ -312,6 +314,26 @@ def test_distributed_guessing_meets_the_account_ceiling(client: TestClient, ann:
     limited = sign_in(other_browser(client, "198.51.100.7"), EMAIL)
     assert limited.status_code == 429
     assert limited.headers["Retry-After"] == str(15 * 60)
+
+
+def test_an_outdated_hash_is_upgraded_at_sign_in(client: TestClient) -> None:
+    old = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1).hash(PASSWORD)
+    make_user(client, EMAIL, None)
+
+    async def stored_hash(new: str | None = None) -> str | None:
+        async with services_of(client).database.session() as db:
+            user = await get_user(db, EMAIL)
+            if new is not None:
+                user.password_hash = new
+            return user.password_hash
+
+    call(client, lambda: stored_hash(old))
+    assert passwords.needs_rehash(old)
+    assert sign_in(client, EMAIL).status_code == 303
+    upgraded = call(client, stored_hash)
+    assert upgraded is not None and upgraded != old
+    assert not passwords.needs_rehash(upgraded)
+    assert passwords.verify_password(upgraded, PASSWORD)
 
 
 def test_login_metrics(client: TestClient, ann: int) -> None:
