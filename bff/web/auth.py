@@ -9,11 +9,14 @@ on the response.
 
 Routes use :func:`current_session` (may be None) or :func:`require_session`,
 which sends a signed-out browser to ``/login?next=…`` with a 303 (API clients get
-a 401 problem) .
+a 401 problem). A session that ends while its request runs (signed out in another
+tab, revoked) surfaces as :class:`~bff.errors.SessionEnded` from the store, and is
+answered the same way, with ``reason=expired``, its cookie cleared.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -23,10 +26,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
+from bff.errors import SessionEnded
+from bff.services import services
 from bff.settings import Settings
 from bff.web.cookies import CookieJar, parse_cookie_header, set_cookie_header
 from bff.web.errors import problem, wants_problem
 from bff.web.sessions import Session, SessionStore
+
+logger = logging.getLogger(__name__)
 
 _SESSION = "bff.session"
 _SESSION_ENDED = "bff.session_ended"
@@ -48,11 +55,15 @@ def require_session(request: Request) -> Session:
     """The live session, or :class:`SignInRequired` (a redirect to the sign-in page)."""
     session = current_session(request)
     if session is None:
-        target = request.url.path
-        if request.url.query:
-            target += "?" + request.url.query
-        raise SignInRequired(target, reason="expired" if session_ended(request) else None)
+        raise SignInRequired(_target(request), reason="expired" if session_ended(request) else None)
     return session
+
+
+def _target(request: Request) -> str:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return target
 
 
 def login_url(next_path: str | None = None, reason: SignInReason | None = None) -> str:
@@ -79,7 +90,30 @@ async def sign_in_required(request: Request, exc: Exception) -> Response:
     return RedirectResponse(exc.location, status_code=303)
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {SignInRequired: sign_in_required}
+async def session_ended_mid_request(request: Request, exc: Exception) -> Response:
+    """The session ended while this request ran: the sign-in page (``next`` only for a
+    GET, which can be repeated), or a 401 problem under the API; the cookie cleared."""
+    assert isinstance(exc, SessionEnded)
+    session = current_session(request)
+    if wants_problem(request):
+        response = problem(401, "Your session has ended. Sign in again.")
+    else:
+        next_path = _target(request) if request.method == "GET" else None
+        response = RedirectResponse(login_url(next_path, "expired"), status_code=303)
+    cookies = services(request).auth.cookies
+    embedded = session is not None and session.embedded
+    cookies.delete(response, cookies.embed_session_name if embedded else cookies.session_name)
+    logger.info(
+        "the session ended during the request",
+        extra={"user_id": session.user_id if session else None},
+    )
+    return response
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
+    SignInRequired: sign_in_required,
+    SessionEnded: session_ended_mid_request,
+}
 
 
 class SessionMiddleware:
