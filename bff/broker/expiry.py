@@ -29,7 +29,12 @@ def vendor_token(
         limit = min(limit, exp)
     life = (limit - obtained_at).total_seconds()
     skew = min(policy.skew, life * policy.max_skew_fraction)
-    return VendorToken(issued.value, limit - timedelta(seconds=skew), obtained_at)
+    return VendorToken(
+        issued.value,
+        limit - timedelta(seconds=skew),
+        obtained_at,
+        authorization=issued.authorization or "",
+    )
 
 
 def _exp(issued: Issued) -> datetime | None:

@@ -17,8 +17,19 @@ class TokenScope(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class VendorToken:
-    """A token obtained from the vendor; ``value`` never goes into a repr or a log."""
+    """A token obtained from the vendor; ``value`` and ``authorization`` never go into a
+    repr or a log.
+
+    ``authorization`` is the whole ``Authorization`` header value that presents the
+    token to the vendor: ``Bearer <value>`` unless the connector says otherwise (a
+    static key presented as HTTP ``Basic``).
+    """
 
     value: str = dataclasses.field(repr=False)
     expires_at: datetime
     obtained_at: datetime
+    authorization: str = dataclasses.field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.authorization:
+            object.__setattr__(self, "authorization", f"Bearer {self.value}")

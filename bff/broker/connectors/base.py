@@ -32,6 +32,8 @@ class Issued:
     # Seconds the vendor said the token lasts (OAuth2 ``expires_in``), if it said.
     lifetime: float | None
     format: TokenFormat
+    # The Authorization header value that presents the token, when not ``Bearer <value>``.
+    authorization: str | None = dataclasses.field(default=None, repr=False)
 
 
 # Sends a request and returns the JSON object of a 2xx answer; raises the bff error tree otherwise.
