@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from bff.cli import main
 from bff.crypto import SecretBox
+from bff.demo.faults import Fault
+from bff.demo.server import serve_in_thread
+from bff.demo.vendor import PAIR_TOKEN_PATH, VendorConfig, create_vendor_app
 from bff.store.connections import connection_secrets, save_connection
 from bff.store.database import Database
 from bff.store.models import VendorConnection
@@ -197,3 +202,68 @@ def test_reencrypt_rotates_to_the_newest_key(
     code, _, err = run(monkeypatch, capsys, "reencrypt")
     assert code == 1
     assert "BFF_ENCRYPTION_KEYS" in err
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    [
+        {"BFF_UPSTREAM_KIND": "header-exchange"},
+        {"BFF_UPSTREAM_KIND": "apikey-jwt", "BFF_UPSTREAM_PAIR_TOKEN_URL": PAIR_TOKEN_PATH},
+        {
+            "BFF_UPSTREAM_KIND": "static-bearer",
+            "BFF_UPSTREAM_AUTH_SCHEME": "basic",
+            "BFF_UPSTREAM_API_USERNAME": "demo-partner",
+            "BFF_UPSTREAM_PAIR_TOKEN_URL": PAIR_TOKEN_PATH,
+            "BFF_UPSTREAM_PAIR_TOKEN_STYLE": "json",
+        },
+        {"BFF_UPSTREAM_KIND": "oauth2-client-credentials", "BFF_DASHBOARD_DELIVERY": "proxy"},
+    ],
+)
+def test_check_against_a_real_vendor_prints_nothing_secret(
+    bff_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    upstream: dict[str, str],
+) -> None:
+    vendor = VendorConfig(api_key=f"key-{random_key()}", api_secret=f"secret-{random_key()}")
+    issued: list[str] = []
+    original = vendor._issue
+
+    def spy(fault: Fault | None, extra: Mapping[str, str], *, credential: bool) -> str | None:
+        token = original(fault, extra, credential=credential)
+        issued.extend([token] if token else [])
+        return token
+
+    vendor._issue = spy  # type: ignore[method-assign]
+    with serve_in_thread(create_vendor_app(vendor)) as base_url:
+        for name, value in {
+            "BFF_UPSTREAM_BASE_URL": base_url,
+            "BFF_UPSTREAM_API_KEY": vendor.api_key,
+            "BFF_UPSTREAM_API_SECRET": vendor.api_secret,
+            **upstream,
+        }.items():
+            monkeypatch.setenv(name, value)
+        code, out, err = run(
+            monkeypatch, capsys, "check", "--tenant", "acme", "--sub-tenant", "emea"
+        )
+    assert code == 0, out + err
+    assert "vendor: ok" in out
+    basic = base64.b64encode(f"{vendor.api_username}:{vendor.api_key}".encode()).decode()
+    assert issued
+    for secret in [*issued, vendor.api_key, vendor.api_secret, basic]:
+        assert secret not in out + err
+
+
+def test_check_refuses_a_connection_wide_kind_outside_the_proxy_without_the_pair_step(
+    bff_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BFF_UPSTREAM_KIND", "static-bearer")
+    monkeypatch.setenv("BFF_UPSTREAM_BASE_URL", "https://vendor.example")
+    monkeypatch.setenv("BFF_UPSTREAM_API_KEY", "static-key-that-must-not-leak")
+    monkeypatch.setenv("BFF_DASHBOARD_DELIVERY", "fragment")
+    code, out, err = run(monkeypatch, capsys, "check", "--tenant", "acme", "--sub-tenant", "emea")
+    assert code == 2
+    assert out == ""
+    [line] = err.splitlines()
+    assert "BFF_DASHBOARD_DELIVERY" in line and "BFF_UPSTREAM_PAIR_TOKEN_URL" in line
+    assert "static-key-that-must-not-leak" not in err

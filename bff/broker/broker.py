@@ -6,7 +6,20 @@ renewed in the background once most of their life is used; failures there only
 re-arm the refresh, so a valid token keeps being served through a vendor outage.
 With no valid token, ``get`` raises from the :mod:`bff.errors` Upstream branch:
 ``UpstreamRejected`` for configuration errors (remembered briefly), otherwise an
-``UpstreamUnavailable`` carrying ``retry_after``.
+``UpstreamUnavailable`` carrying ``retry_after``. Every 429 pauses its key (or the
+connection) for at least ``BrokerPolicy.min_cooldown``, background refreshes
+included, and never counts against the circuit.
+
+A connection with the per-pair step (:class:`PairTokenConnector`) keeps its
+connection-wide credential under the shared key like any connection-wide token,
+and obtains each pair's dashboard token with it; ``get`` only ever returns the
+latter. A 401 from the per-pair endpoint drops the credential once and retries
+with a fresh one, since the vendor may have revoked it.
+
+A purge discards the calls in flight for what it purged: they finish for whoever
+waits on them, but leave nothing behind — no token, no remembered failure, no
+cool-down, no circuit failure — and the cache frees their keys' locks, so new
+credentials are tried at once, without waiting for the discarded call.
 
 Background work runs as asyncio tasks owned by the broker and cancelled by
 ``aclose()``; ``refresh_due()`` and ``wait_idle()`` let tests drive it step by step.
@@ -16,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,7 +40,8 @@ import httpx2
 
 from bff.broker.cache import InMemoryTokenCache, TokenCache, matches
 from bff.broker.circuit import CircuitBreaker
-from bff.broker.connectors.base import Connector
+from bff.broker.connectors import AnyConnector, PairTokenConnector
+from bff.broker.connectors.base import Issued, Send
 from bff.broker.expiry import refresh_time, vendor_token
 from bff.broker.metrics import BrokerMetrics
 from bff.broker.policy import BrokerPolicy
@@ -47,6 +62,8 @@ from bff.errors import (
 logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+# One upstream request of a connector, given the gateway's send.
+_Request = Callable[[Send], Awaitable[Issued]]
 # The tenant fields of the key under which a connection-wide token is kept. Never a
 # valid identifier, so it cannot collide with a real pair.
 SHARED = ""
@@ -63,11 +80,26 @@ _OUTCOMES: dict[type[UpstreamError], str] = {
 @dataclasses.dataclass(eq=False)
 class _Connection:
     id: str
-    connector: Connector
+    connector: AnyConnector
     breaker: CircuitBreaker
     cooldown_until: datetime | None = None
     # Recent upstream call duration (seconds), so refreshes start early enough to finish.
     latency: float = 0.0
+
+    @property
+    def shared(self) -> TokenScope:
+        """The key of the connection-wide token (or credential)."""
+        return TokenScope(self.id, SHARED, SHARED)
+
+    def key(self, scope: TokenScope) -> TokenScope:
+        return scope if self.connector.per_pair else self.shared
+
+    def source(self, key: TokenScope) -> AnyConnector:
+        """What obtains the token for ``key``: under the shared key of a connection with
+        the per-pair step, its connection-wide credential."""
+        if isinstance(self.connector, PairTokenConnector) and key == self.shared:
+            return self.connector.inner
+        return self.connector
 
 
 @dataclasses.dataclass(eq=False)
@@ -82,18 +114,25 @@ class _KeyState:
     rejected_until: datetime | None = None
 
 
-class _Flight:
-    """One upstream call in progress for a key; ``discard`` once the key was purged."""
+class _Call:
+    """Upstream work in progress for a key; ``discard`` once the key was purged, so its
+    outcome leaves no trace (its credentials may be the ones just replaced)."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: TokenScope) -> None:
+        self.key = key
         self.discard = False
-        self.task: asyncio.Task[VendorToken]
+
+
+class _Flight(_Call):
+    """A call shared by every waiter for its key."""
+
+    task: asyncio.Task[VendorToken]
 
 
 class TokenBroker:
     def __init__(
         self,
-        connections: Mapping[str, Connector],
+        connections: Mapping[str, AnyConnector],
         client: httpx2.AsyncClient,
         metrics: BrokerMetrics,
         clock: Clock,
@@ -114,6 +153,7 @@ class TokenBroker:
             client,
             clock,
             timeout=timeout,
+            min_cooldown=self._policy.min_cooldown,
             default_cooldown=self._policy.default_cooldown,
             max_cooldown=self._policy.max_cooldown,
         )
@@ -124,6 +164,8 @@ class TokenBroker:
         self._connections: dict[str, _Connection] = {}
         self._keys: dict[TokenScope, _KeyState] = {}
         self._flights: dict[TokenScope, _Flight] = {}
+        # Single-use fetches: not shared, but a purge must discard them all the same.
+        self._unshared: set[_Call] = set()
         self._tasks: set[asyncio.Task[VendorToken]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self._closed = False
@@ -132,7 +174,7 @@ class TokenBroker:
 
     # -- public interface ------------------------------------------------------------
 
-    def add_connection(self, connection_id: str, connector: Connector) -> None:
+    def add_connection(self, connection_id: str, connector: AnyConnector) -> None:
         breaker = CircuitBreaker(
             self._clock,
             threshold=self._policy.circuit_threshold,
@@ -142,6 +184,8 @@ class TokenBroker:
         self._metrics.circuit_state.labels(connection_id).set(0)
 
     async def remove_connection(self, connection_id: str) -> int:
+        """Drop the connection with its tokens, cool-down and circuit: one added again
+        under the same id starts afresh."""
         dropped = await self.purge(connection_id=connection_id)
         self._connections.pop(connection_id, None)
         return dropped
@@ -150,8 +194,14 @@ class TokenBroker:
         """A valid token for ``scope``; see the module docstring for what it raises."""
         connection = self._connection(scope.connection_id)
         self._start_scheduler()
-        key = self._key(connection, scope)
-        if connection.connector.single_use:
+        key = connection.key(scope)
+        if isinstance(connection.connector, PairTokenConnector) and key == connection.shared:
+            # That key holds the connection-wide credential, which never leaves the broker.
+            raise UpstreamRejected("a dashboard token needs a tenant and a sub-tenant")
+        return await self._token(connection, key)
+
+    async def _token(self, connection: _Connection, key: TokenScope) -> VendorToken:
+        if connection.source(key).single_use:
             return await self._fetch_single_use(connection, key)
         now = self._clock.now()
         token = await self._cache.get(key)
@@ -174,23 +224,36 @@ class TokenBroker:
         # are still remembered, so a refusal or a cool-down is not retried per request.
         self._metrics.misses.labels(connection.id).inc()
         self._raise_if_blocked(connection, key)
+        call = _Call(key)
+        self._unshared.add(call)
         try:
-            token = await self._fetch(connection, key, self._policy.attempts)
+            token = await self._fetch(connection, key, self._policy.attempts, call)
         except UpstreamError as exc:
-            self._failed(connection, key, exc, background=False)
+            self._failed(connection, key, exc, call, background=False)
             raise
-        self._keys.pop(key, None)
+        finally:
+            self._unshared.discard(call)
+        if not call.discard:
+            self._keys.pop(key, None)
         return token
 
     async def purge(
         self, *, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
     ) -> int:
-        """Drop cached tokens (and remembered failures) of a pair, a tenant or a connection."""
+        """Drop cached tokens (and remembered failures) of a pair, a tenant or a connection.
+
+        Calls in flight for them are discarded (see the module docstring). The
+        connection's cool-down and circuit stay: they describe the vendor, not the
+        tokens; :meth:`remove_connection` drops those too.
+        """
         for key, flight in list(self._flights.items()):
             if matches(key, connection_id, tenant_id, sub_tenant_id):
-                # Let the call finish for whoever waits on it, but never cache its result.
+                # Let the call finish for whoever waits on it, but keep nothing from it.
                 flight.discard = True
                 del self._flights[key]
+        for call in self._unshared:
+            if matches(call.key, connection_id, tenant_id, sub_tenant_id):
+                call.discard = True
         for key in [k for k in self._keys if matches(k, connection_id, tenant_id, sub_tenant_id)]:
             del self._keys[key]
         return await self._cache.purge(connection_id, tenant_id, sub_tenant_id)
@@ -256,12 +319,6 @@ class TokenBroker:
             raise UpstreamRejected(f"no vendor connection {connection_id!r}")
         return connection
 
-    @staticmethod
-    def _key(connection: _Connection, scope: TokenScope) -> TokenScope:
-        if connection.connector.per_pair:
-            return scope
-        return TokenScope(connection.id, SHARED, SHARED)
-
     def _state(self, key: TokenScope, token: VendorToken, connection: _Connection) -> _KeyState:
         state = self._keys.get(key)
         if state is None or state.expires_at != token.expires_at:
@@ -296,7 +353,7 @@ class TokenBroker:
         stale: VendorToken | None,
         background: bool,
     ) -> _Flight:
-        flight = _Flight()
+        flight = _Flight(key)
         # The coroutine only starts at the next scheduling point, after this assignment.
         flight.task = self._spawn(self._obtain(connection, key, flight, stale, background))
         self._flights[key] = flight
@@ -323,13 +380,15 @@ class TokenBroker:
                 current = await self._cache.get(key)
                 fresh = current is not None and current.expires_at > self._clock.now()
                 if current is not None and fresh and current != stale:
-                    self._schedule(self._keys.setdefault(key, _KeyState()), current, connection)
+                    if not flight.discard:
+                        state = self._keys.setdefault(key, _KeyState())
+                        self._schedule(state, current, connection)
                     return current
                 attempts = 1 if background else self._policy.attempts
                 try:
-                    token = await self._fetch(connection, key, attempts)
+                    token = await self._fetch(connection, key, attempts, flight)
                 except UpstreamError as exc:
-                    self._failed(connection, key, exc, background=background)
+                    self._failed(connection, key, exc, flight, background=background)
                     raise
                 if not flight.discard:
                     await self._cache.set(key, token)
@@ -346,18 +405,29 @@ class TokenBroker:
                 del self._flights[key]
 
     def _failed(
-        self, connection: _Connection, key: TokenScope, exc: UpstreamError, *, background: bool
+        self,
+        connection: _Connection,
+        key: TokenScope,
+        exc: UpstreamError,
+        call: _Call,
+        *,
+        background: bool,
     ) -> None:
+        if call.discard:
+            logger.info("vendor connection %s: a purged key's call failed; ignored", connection.id)
+            return
         now = self._clock.now()
         state = self._keys.setdefault(key, _KeyState())
         state.last_error = exc
+        # The vendor (or our circuit) named a time before which no call may go out.
+        told_to_wait = isinstance(exc, UpstreamRateLimited | CircuitOpen)
         if isinstance(exc, UpstreamRejected):
             logger.warning("vendor connection %s refused a token request: %s", connection.id, exc)
             delay = self._policy.rejection_ttl
             state.rejected_until = now + timedelta(seconds=delay)
         else:
             assert isinstance(exc, UpstreamUnavailable)
-            if isinstance(exc, UpstreamRateLimited | CircuitOpen):
+            if told_to_wait:
                 delay = (
                     exc.retry_after
                     if exc.retry_after is not None
@@ -375,34 +445,86 @@ class TokenBroker:
             )
         if background:
             self._metrics.refreshes.labels(connection.id, "failed").inc()
-            if state.expires_at is not None:
+            rearm = delay
+            if state.expires_at is not None and not told_to_wait:
                 # Re-arm, but early enough to get another try in before the token runs out.
                 remaining = _seconds(state.expires_at - now)
-                delay = min(delay, max(remaining / 2, self._policy.poll))
-            state.refresh_at = now + timedelta(seconds=delay)
+                rearm = min(delay, max(remaining / 2, self._policy.poll))
+            state.refresh_at = now + timedelta(seconds=rearm)
+            if told_to_wait:
+                # Honoured even if the token runs out first: users then wait too, uncalled.
+                state.retry_at = now + timedelta(seconds=delay)
         else:
             state.retry_at = now + timedelta(seconds=delay)
 
     # -- one upstream fetch, with in-call retries ----------------------------------------
 
-    async def _fetch(self, connection: _Connection, key: TokenScope, attempts: int) -> VendorToken:
+    async def _fetch(
+        self, connection: _Connection, key: TokenScope, attempts: int, call: _Call
+    ) -> VendorToken:
+        source = connection.source(key)
+        if isinstance(source, PairTokenConnector):
+            return await self._exchange(connection, key, source, attempts, call)
+        request = functools.partial(source.fetch, key)
+        return await self._attempts(connection, call, attempts, request, source.lifetime)
+
+    async def _exchange(
+        self,
+        connection: _Connection,
+        key: TokenScope,
+        connector: PairTokenConnector,
+        attempts: int,
+        call: _Call,
+    ) -> VendorToken:
+        """The pair's dashboard token, bought with the credential under the shared key."""
+        # Obtained outside the attempts below: it has its own cache, flight and retries.
+        credential = await self._token(connection, connection.shared)
+        request = functools.partial(connector.exchange, key, credential)
+        try:
+            return await self._attempts(connection, call, attempts, request, connector.lifetime)
+        except UpstreamRejected as exc:
+            if exc.status != 401 or call.discard:
+                raise
+        logger.warning(
+            "vendor connection %s: the pair token endpoint refused the connection's "
+            "credential (401); trying once with a fresh one",
+            connection.id,
+        )
+        await self._drop_credential(connection, credential)
+        credential = await self._token(connection, connection.shared)
+        request = functools.partial(connector.exchange, key, credential)
+        return await self._attempts(connection, call, attempts, request, connector.lifetime)
+
+    async def _drop_credential(self, connection: _Connection, refused: VendorToken) -> None:
+        shared = connection.shared
+        # Only the refused one: another pair may have replaced it already.
+        if await self._cache.get(shared) == refused:
+            await self._cache.delete(shared)
+            self._keys.pop(shared, None)
+
+    async def _attempts(
+        self,
+        connection: _Connection,
+        call: _Call,
+        attempts: int,
+        request: _Request,
+        lifetime: float,
+    ) -> VendorToken:
+        # A 429 is never retried here: it starts a cool-down of its own (min_cooldown).
         for attempt in range(attempts):
-            last = attempt + 1 >= attempts
             try:
-                return await self._fetch_once(connection, key)
-            except UpstreamRateLimited as exc:
-                wait = exc.retry_after if exc.retry_after is not None else float("inf")
-                if last or wait > self._policy.immediate_retry:
-                    raise
-                await self._sleep(wait)
+                return await self._fetch_once(connection, call, request, lifetime)
             except (UpstreamTimeout, UpstreamUnreachable, UpstreamBadResponse) as exc:
                 retryable = not isinstance(exc, UpstreamBadResponse) or (exc.status or 0) >= 500
-                if last or not retryable:
+                # A purged key's call stops here: its credentials may be the replaced ones.
+                if attempt + 1 >= attempts or not retryable or call.discard:
                     raise
                 await self._sleep(self._policy.retry_backoff.delay(attempt))
         raise AssertionError("attempts must be at least 1")
 
-    async def _fetch_once(self, connection: _Connection, key: TokenScope) -> VendorToken:
+    async def _fetch_once(
+        self, connection: _Connection, call: _Call, request: _Request, lifetime: float
+    ) -> VendorToken:
         async with self._semaphore:
             # Checked after queueing: a 429 or an open circuit stops those still waiting.
             self._raise_if_cooling(connection)
@@ -415,26 +537,25 @@ class TokenBroker:
             started = anyio.current_time()
             obtained_at = self._clock.now()
             try:
-                issued = await connection.connector.fetch(key, self._gateway.send)
-                token = vendor_token(
-                    issued, connection.connector.lifetime, obtained_at, self._policy
-                )
+                issued = await request(self._gateway.send)
+                token = vendor_token(issued, lifetime, obtained_at, self._policy)
             except UpstreamRejected:
                 connection.breaker.success()  # the vendor is up; our configuration is not
                 self._count(connection, "rejected")
                 raise
             except UpstreamRateLimited as exc:
-                connection.breaker.neutral()
+                connection.breaker.neutral()  # a 429 says nothing about the vendor's health
                 self._count(connection, "rate_limited")
-                self._cool_down(connection, exc)
+                if not call.discard:
+                    self._cool_down(connection, call.key, exc)
                 raise
             except UpstreamUnavailable as exc:
-                connection.breaker.failure()
+                self._unhealthy(connection, call)
                 self._count(connection, _OUTCOMES.get(type(exc), "bad_response"))
                 raise
             except Exception as exc:
                 # A connector bug must still end in the error tree, not a stack trace page.
-                connection.breaker.failure()
+                self._unhealthy(connection, call)
                 self._count(connection, "bad_response")
                 logger.error(
                     "vendor connection %s: %s in connector", connection.id, type(exc).__name__
@@ -450,7 +571,15 @@ class TokenBroker:
                 connection.latency = max(elapsed, 0.8 * connection.latency + 0.2 * elapsed)
                 return token
             finally:
-                self._metrics.circuit_state.labels(connection.id).set(connection.breaker.state)
+                if self._connections.get(connection.id) is connection:  # not a removed one
+                    self._metrics.circuit_state.labels(connection.id).set(connection.breaker.state)
+
+    @staticmethod
+    def _unhealthy(connection: _Connection, call: _Call) -> None:
+        if call.discard:
+            connection.breaker.neutral()  # a purged key's call counts for nothing
+        else:
+            connection.breaker.failure()
 
     def _raise_if_cooling(self, connection: _Connection) -> None:
         now = self._clock.now()
@@ -462,10 +591,12 @@ class TokenBroker:
                 connection_wide=True,
             )
 
-    def _cool_down(self, connection: _Connection, exc: UpstreamRateLimited) -> None:
-        seconds = exc.retry_after or 0.0
+    def _cool_down(
+        self, connection: _Connection, key: TokenScope, exc: UpstreamRateLimited
+    ) -> None:
+        seconds = max(exc.retry_after or 0.0, self._policy.min_cooldown)
         # Connection-wide tokens have one key: a limit on it is a limit on the connection.
-        wide = exc.connection_wide or not connection.connector.per_pair
+        wide = exc.connection_wide or not connection.source(key).per_pair
         self._metrics.cooldowns.labels(connection.id, "connection" if wide else "key").inc()
         if wide and seconds > 0:
             until = self._clock.now() + timedelta(seconds=seconds)

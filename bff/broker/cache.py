@@ -33,7 +33,11 @@ class TokenCache(Protocol):
     async def purge(
         self, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
     ) -> int:
-        """Drop every token of the connection matching the given ids; return how many."""
+        """Drop every token of the connection matching the given ids; return how many.
+
+        Also frees their locks: a call still holding one was discarded by the purge
+        (its credentials may be the replaced ones), and the next must not wait for it.
+        """
         ...
 
     def lock(self, scope: TokenScope) -> AbstractAsyncContextManager[None]:
@@ -80,6 +84,10 @@ class InMemoryTokenCache:
         doomed = [s for s in self._tokens if matches(s, connection_id, tenant_id, sub_tenant_id)]
         for scope in doomed:
             del self._tokens[scope]
+        for scope in [
+            s for s in self._locks if matches(s, connection_id, tenant_id, sub_tenant_id)
+        ]:
+            del self._locks[scope]  # its holder keeps its own lock object; newcomers get a new one
         return len(doomed)
 
     @asynccontextmanager
@@ -89,9 +97,11 @@ class InMemoryTokenCache:
             async with lock:
                 yield
         finally:
-            # Forget idle locks so thousands of pairs do not leave thousands of locks behind.
-            if not lock.locked() and lock.statistics().tasks_waiting == 0:
-                self._locks.pop(scope, None)
+            # Forget idle locks so thousands of pairs do not leave thousands of locks behind
+            # (only this one: a purge may have put a newer lock in its place).
+            idle = not lock.locked() and lock.statistics().tasks_waiting == 0
+            if idle and self._locks.get(scope) is lock:
+                del self._locks[scope]
 
     def lock(self, scope: TokenScope) -> AbstractAsyncContextManager[None]:
         return self._locked(scope)

@@ -1,6 +1,7 @@
-"""``bff check``: validate the vendor settings and call the vendor once for one pair.
+"""``bff check``: validate the vendor settings and call the vendor once for one pair
+(twice with the per-pair step: the connection's credential, then the pair's token).
 
-Prints the outcome and when the token expires — never the token itself.
+Prints the outcome and when the token expires — never a token, key or credential.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from bff import identifiers
 from bff.broker.broker import TokenBroker
-from bff.broker.connectors import build_connector
+from bff.broker.connectors import AnyConnector, PairTokenConnector, build_connector
 from bff.broker.metrics import BrokerMetrics
 from bff.broker.policy import BrokerPolicy
 from bff.broker.scope import TokenScope
@@ -45,7 +46,7 @@ async def run_check(
     clock = clock or SystemClock()
     upstream = settings.upstream
     connector = build_connector(upstream, clock)
-    print(f"settings: ok ({connector.kind}, {connector.endpoint})", file=out)
+    print(f"settings: ok ({_describe(connector)})", file=out)
     async with httpx2.AsyncClient(transport=transport, follow_redirects=False) as client:
         broker = TokenBroker(
             {_CONNECTION: connector},
@@ -67,8 +68,7 @@ async def run_check(
         finally:
             await broker.aclose()
     pair = f"({scope.tenant_id}, {scope.sub_tenant_id})"
-    shared = "" if connector.per_pair else " (one token serves every pair on this connection)"
-    print(f"vendor: ok — issued a token for {pair}{shared}", file=out)
+    print(f"vendor: ok — issued a token for {pair}{_reach(connector)}", file=out)
     remaining = token.expires_at - token.obtained_at
     print(
         f"token expires: {token.expires_at.isoformat(timespec='seconds')} "
@@ -78,10 +78,36 @@ async def run_check(
     return EXIT_OK
 
 
+def _describe(connector: AnyConnector) -> str:
+    if isinstance(connector, PairTokenConnector):
+        return (
+            f"{connector.kind}, {connector.inner.endpoint}; "
+            f"per-pair token step: {connector.endpoint}, pair sent as {connector.style}"
+        )
+    return f"{connector.kind}, {connector.endpoint}"
+
+
+def _reach(connector: AnyConnector) -> str:
+    if isinstance(connector, PairTokenConnector):
+        return " (for this pair only, bought with the connection's credential)"
+    if connector.per_pair:
+        return ""
+    return (
+        " (one token serves every pair on this connection: only proxy delivery may use it; "
+        "BFF_UPSTREAM_PAIR_TOKEN_URL gives each pair its own)"
+    )
+
+
 def _hint(exc: UpstreamError) -> str:
     if isinstance(exc, UpstreamRejected):
         if exc.status == 400:
             return "the vendor rejected the request; check the tenant and sub-tenant ids"
+        if exc.status in (404, 405):
+            return (
+                "the vendor has no such endpoint; check BFF_UPSTREAM_BASE_URL and the endpoint "
+                "settings (BFF_UPSTREAM_AUTH_URL, BFF_UPSTREAM_WHOAMI_URL, "
+                "BFF_UPSTREAM_PAIR_TOKEN_URL)"
+            )
         return "the vendor refused our credentials; check BFF_UPSTREAM_API_KEY / _API_SECRET"
     assert isinstance(exc, UpstreamUnavailable)
     retry = f"; the vendor asked to retry in {exc.retry_after:.0f} s" if exc.retry_after else ""

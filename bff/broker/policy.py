@@ -25,8 +25,12 @@ class BrokerPolicy:
     retry_backoff: Backoff = dataclasses.field(default_factory=lambda: Backoff(0.2, 2.0))
     # After a fetch or refresh failed for good: how long that key waits before the next try.
     failure_backoff: Backoff = dataclasses.field(default_factory=lambda: Backoff(1.0, 60.0))
-    # A 429 asking for at most this long is waited out inside the same call.
-    immediate_retry: float = 1.0
+    # Every 429 pauses that key (or connection) at least this long, whatever it asked for:
+    # `Retry-After: 0`, a date already past or a vendor clock behind ours would otherwise
+    # let every page view call again (three calls each, with retries). 5 s bounds a
+    # vendor that keeps refusing to one call per key per 5 s and still feels immediate
+    # to a user whose page retries itself. A 429 is never retried inside the same call.
+    min_cooldown: float = 5.0
     # 429 without a usable Retry-After, and the most any Retry-After can make us wait.
     default_cooldown: float = 30.0
     max_cooldown: float = 300.0

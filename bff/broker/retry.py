@@ -8,8 +8,9 @@ import re
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-# "Rate limit exceeded. Try again in 60 seconds." (the reference vendor's 429 body)
-_TRY_AGAIN = re.compile(r"(?i)try again in\s+(\d{1,9})\s*(second|sec|s\b|minute|min)")
+# "Rate limit exceeded. Try again in 60 seconds." (the reference vendor's 429 body).
+# ASCII only: "²" or "٣" are digits to str.isdigit() and \d, but no vendor means them.
+_TRY_AGAIN = re.compile(r"(?ai)try again in\s+([0-9]{1,9})\s*(second|sec|s\b|minute|min)")
 
 
 def retry_after(
@@ -19,33 +20,47 @@ def retry_after(
     now: datetime,
     default: float,
     cap: float,
+    floor: float = 0.0,
+    vendor_date: str | None = None,
 ) -> float:
-    """Seconds the vendor asked us to wait, in ``[0, cap]``.
+    """Seconds the vendor asked us to wait, in ``[floor, cap]``; never raises.
 
     The ``Retry-After`` header wins (delta-seconds or an HTTP date); then the
     "Try again in N seconds" text; anything unparseable falls back to ``default``.
+    An HTTP date is measured from the vendor's own ``Date`` header when it sent a
+    valid one, so a vendor clock behind or ahead of ours neither cancels nor
+    stretches the wait; otherwise from ``now``.
     """
-    seconds = _from_header(header, now)
+    reference = _http_date(vendor_date) or now
+    seconds = _from_header(header, reference)
     if seconds is None:
         seconds = _from_text(message)
     if seconds is None:
         seconds = default
-    return min(max(seconds, 0.0), cap)
+    return min(max(seconds, floor, 0.0), cap)
 
 
-def _from_header(value: str | None, now: datetime) -> float | None:
+def _from_header(value: str | None, reference: datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return float(value)  # a float, never an int: no digit-count limit, huge is just inf
+    when = _http_date(value)
+    if when is None:
+        return None
+    return (when - reference).total_seconds()
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An RFC 9110 date with a time zone, or ``None`` for anything else."""
+    if not value:
+        return None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        return None
-    return (when - now).total_seconds()
+    return when if when.tzinfo is not None else None
 
 
 def _from_text(message: str | None) -> float | None:

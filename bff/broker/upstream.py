@@ -42,12 +42,14 @@ class Gateway:
         clock: Clock,
         *,
         timeout: float,
+        min_cooldown: float = 5.0,
         default_cooldown: float = 30.0,
         max_cooldown: float = 300.0,
     ) -> None:
         self._client = client
         self._clock = clock
         self._timeout = timeout
+        self._min_cooldown = min_cooldown
         self._default_cooldown = default_cooldown
         self._max_cooldown = max_cooldown
 
@@ -86,12 +88,16 @@ class Gateway:
         message = vendor_message(response)
         said = f": {message}" if message else ""
         if status == 429:
+            # Neither parse can raise: a 429 must stay a 429, never become a "bad
+            # response" that counts toward opening the circuit.
             seconds = retry.retry_after(
                 response.headers.get("retry-after"),
                 message,
                 now=self._clock.now(),
                 default=self._default_cooldown,
                 cap=self._max_cooldown,
+                floor=self._min_cooldown,
+                vendor_date=response.headers.get("date"),
             )
             scope = response.headers.get(RATE_LIMIT_SCOPE_HEADER, "").strip().lower()
             return UpstreamRateLimited(
@@ -115,7 +121,7 @@ class Gateway:
 def _json_object(response: httpx2.Response) -> Mapping[str, Any]:
     try:
         body = json.loads(response.content)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         kind = response.headers.get("content-type", "no content type").split(";")[0]
         raise UpstreamBadResponse(
             f"the vendor answered {response.status_code} with a body that is not JSON ({kind})",
@@ -130,10 +136,11 @@ def _json_object(response: httpx2.Response) -> Mapping[str, Any]:
 
 
 def vendor_message(response: httpx2.Response) -> str | None:
-    """The vendor's human-readable message from an error body, safe to show and log."""
+    """The vendor's human-readable message from an error body, safe to show and log;
+    ``None`` for any body it cannot read (never raises)."""
     try:
         body = json.loads(response.content)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):
         return None
     if not isinstance(body, dict):
         return None

@@ -5,6 +5,13 @@ header (proxy), a form field ``token`` (post), the URL fragment ``#token=``
 (read by ``app.js``, which calls ``insights.json`` with the token in a header)
 and a ``?token=`` query parameter. Every link, asset and fetch is relative, so
 the page also works under a proxy's path prefix.
+
+A token for one pair shows that pair, and only that one: request headers naming
+another pair make it invalid. A connection-wide credential (an apikey-jwt or
+oauth2 token, the static key as ``Bearer`` or as HTTP ``Basic``) shows the pair
+the server-side caller names in seed 004's ``x-tenant-id`` / ``x-sub-tenant-id``
+headers (the proxy pins them), and "all tenants" without them: what a browser
+holding such a credential could see.
 """
 
 from __future__ import annotations
@@ -41,10 +48,13 @@ SECURITY_HEADERS = {
 
 @dataclasses.dataclass(frozen=True)
 class Viewer:
-    """Whom a valid token speaks for; both ids are ``None`` for a partner-wide token."""
+    """Whom a valid token speaks for; both ids are ``None`` for a partner-wide token
+    used without a pair."""
 
     tenant_id: str | None
     sub_tenant_id: str | None
+    # The credential speaks for every tenant; the pair (if any) came from headers.
+    partner_wide: bool = False
 
     @property
     def heading(self) -> str:
@@ -65,6 +75,7 @@ def insights(viewer: Viewer) -> dict[str, Any]:
         "tenant_id": viewer.tenant_id,
         "sub_tenant_id": viewer.sub_tenant_id,
         "heading": viewer.heading,
+        "access": "partner-wide" if viewer.partner_wide else "pair",
         "kpis": [
             {"label": "Conversations", "value": str(sum(values))},
             {"label": "Win rate", "value": f"{rng.randint(8, 61)} %"},
@@ -78,27 +89,42 @@ def routes(config: VendorConfig) -> list[BaseRoute]:
     templates = Jinja2Templates(directory=templates_dir())
     assets = {name: (templates_dir() / "demo_vendor" / name).read_bytes() for name in _ASSETS}
 
-    def viewer(token: str | None) -> Viewer | None:
-        if not token:
+    def holder(request: Request, token: str | None) -> Viewer | None:
+        """Whom ``token`` (or the request's HTTP Basic credentials) speaks for."""
+        if token:
+            claims = tokens.verify(token, config.signing_key, config.clock.now().timestamp())
+            if claims is not None and claims.get("jti") in config.revoked:
+                return None
+            if claims is not None:
+                tenant, sub_tenant = claims.get("tenant_id"), claims.get("sub_tenant_id")
+                if isinstance(tenant, str) and isinstance(sub_tenant, str):
+                    return Viewer(tenant, sub_tenant)
+                return Viewer(None, None, partner_wide=True)
+            # A static-bearer connection's token is the API key itself.
+            if hmac.compare_digest(token.encode(), config.api_key.encode()):
+                return Viewer(None, None, partner_wide=True)
             return None
-        claims = tokens.verify(token, config.signing_key, config.clock.now().timestamp())
-        if claims is not None:
-            tenant, sub_tenant = claims.get("tenant_id"), claims.get("sub_tenant_id")
-            if isinstance(tenant, str) and isinstance(sub_tenant, str):
-                return Viewer(tenant, sub_tenant)
-            return Viewer(None, None)
-        # A static-bearer connection's token is the API key itself.
-        if hmac.compare_digest(token.encode(), config.api_key.encode()):
-            return Viewer(None, None)
+        if config.is_basic(request.headers.get("authorization", "")):
+            return Viewer(None, None, partner_wide=True)
         return None
+
+    def viewer(request: Request, token: str | None) -> Viewer | None:
+        found = holder(request, token)
+        pinned = _pinned_pair(request)
+        if found is None or pinned is None:
+            return found
+        if found.partner_wide:
+            return Viewer(*pinned, partner_wide=True)
+        # A token for one pair cannot be pointed at another.
+        return found if pinned == (found.tenant_id, found.sub_tenant_id) else None
 
     def page(request: Request, token: str | None) -> Response:
         config.calls["dashboard"] += 1
-        if token is None:
+        if token is None and not _has_basic(request):
             # No token on the wire: app.js looks for one in the URL fragment.
             context: dict[str, Any] = {"state": "awaiting"}
             status = 200
-        elif (found := viewer(token)) is None:
+        elif (found := viewer(request, token)) is None:
             context, status = {"state": "invalid"}, 401
         else:
             context, status = {"state": "ok", "insights": insights(found)}, 200
@@ -119,7 +145,7 @@ def routes(config: VendorConfig) -> list[BaseRoute]:
         return page(request, token if isinstance(token, str) else "")
 
     async def data(request: Request) -> Response:
-        found = viewer(_bearer(request))
+        found = viewer(request, _bearer(request))
         if found is None:
             return JSONResponse({"error": "invalid token"}, 401, headers=SECURITY_HEADERS)
         return JSONResponse(insights(found), headers=SECURITY_HEADERS)
@@ -146,6 +172,16 @@ async def redirect_to_slash(request: Request) -> Response:
     # Relative, so it also lands right under a proxy's path prefix.
     query = f"?{request.url.query}" if request.url.query else ""
     return RedirectResponse(f"dashboard/{query}", 307)
+
+
+def _pinned_pair(request: Request) -> tuple[str, str] | None:
+    tenant = request.headers.get("x-tenant-id", "").strip()
+    sub_tenant = request.headers.get("x-sub-tenant-id", "").strip()
+    return (tenant, sub_tenant) if tenant and sub_tenant else None
+
+
+def _has_basic(request: Request) -> bool:
+    return request.headers.get("authorization", "").partition(" ")[0].lower() == "basic"
 
 
 def _bearer(request: Request) -> str | None:

@@ -32,6 +32,8 @@ class Fault:
     message: str = RATE_LIMIT_MESSAGE
     # Adds `X-RateLimit-Scope: global`: the limit covers the whole API key.
     connection_wide: bool = False
+    # The 429's `Date` header (the vendor's clock), when given.
+    date: str | None = None
 
     @classmethod
     def rate_limit(
@@ -40,8 +42,9 @@ class Fault:
         message: str = RATE_LIMIT_MESSAGE,
         *,
         connection_wide: bool = False,
+        date: str | None = None,
     ) -> Fault:
-        return cls("rate_limit", retry_after, message, connection_wide)
+        return cls("rate_limit", retry_after, message, connection_wide, date)
 
     @property
     def shapes_token(self) -> bool:

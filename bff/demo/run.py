@@ -22,8 +22,16 @@ from bff.app import create_app
 from bff.clock import SystemClock
 from bff.demo.seed import TENANTS, DemoAccount, demo_accounts, seed
 from bff.demo.server import serve_in_thread
-from bff.demo.vendor import VendorConfig, create_vendor_app
-from bff.settings import DeliveryMode, Settings, UpstreamSettings
+from bff.demo.vendor import PAIR_TOKEN_PATH, VendorConfig, create_vendor_app
+from bff.settings import (
+    AuthScheme,
+    ConnectorKind,
+    DeliveryMode,
+    PairTokenStyle,
+    Settings,
+    UpstreamSettings,
+    check_connection_wide_delivery,
+)
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
 
@@ -34,11 +42,27 @@ HOST = "127.0.0.1"
 
 
 @dataclasses.dataclass(frozen=True)
+class DemoConnection:
+    """How the BFF talks to the demo vendor: any connector kind, with or without the
+    per-pair step (``pair_token_style`` set), the static key as Bearer or Basic."""
+
+    kind: ConnectorKind = "header-exchange"
+    auth_scheme: AuthScheme = "bearer"
+    pair_token_style: PairTokenStyle | None = None
+
+    def describe(self) -> str:
+        scheme = " as HTTP Basic" if self.auth_scheme == "basic" else ""
+        step = f", per-pair step ({self.pair_token_style})" if self.pair_token_style else ""
+        return f"{self.kind}{scheme}{step}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Demo:
     url: str
     vendor_url: str
     delivery: DeliveryMode
     accounts: tuple[DemoAccount, ...]
+    connection: DemoConnection
     settings: Settings = dataclasses.field(repr=False)
     vendor: VendorConfig = dataclasses.field(repr=False)
 
@@ -49,26 +73,35 @@ def running_demo(
     port: int = DEFAULT_PORT,
     delivery: DeliveryMode = DEFAULT_DELIVERY,
     directory: Path = DEMO_DIRECTORY,
+    connection: DemoConnection | None = None,
 ) -> Iterator[Demo]:
-    """Start the vendor and the BFF (``port`` 0: any free port); stop both when the block ends."""
+    """Start the vendor and the BFF (``port`` 0: any free port); stop both when the block ends.
+
+    A ``connection`` the delivery mode does not allow (a connection-wide token outside
+    the proxy) raises :class:`~bff.errors.ConfigurationError` before anything starts.
+    """
+    connection = connection or DemoConnection()
     port = port or _free_port()
     vendor = VendorConfig(
         api_key=f"demo-key-{secrets.token_urlsafe(12)}",
         api_secret=f"demo-secret-{secrets.token_urlsafe(24)}",
+        api_username=f"demo-partner-{secrets.token_hex(4)}",
+        pair_token_style=connection.pair_token_style,
         clock=SystemClock(),
     )
+    check_connection_wide_delivery(_upstream(vendor, "http://vendor", connection), delivery)
     accounts = demo_accounts()
     with serve_in_thread(create_vendor_app(vendor), host=HOST) as vendor_url:
+        database = _fresh_database(directory)
         settings = dataclasses.replace(
-            settings_for(vendor, vendor_url, port, _fresh_database(directory), delivery),
-            demo=True,
+            settings_for(vendor, vendor_url, port, database, delivery, connection), demo=True
         )
         # In a thread of its own: callers may already run an event loop here
         # (Playwright's sync API does).
         with ThreadPoolExecutor(1) as worker:
             worker.submit(asyncio.run, prepare(settings, accounts)).result()
         with serve_in_thread(create_app(settings), host=HOST, port=port) as url:
-            yield Demo(url, vendor_url, delivery, accounts, settings, vendor)
+            yield Demo(url, vendor_url, delivery, accounts, connection, settings, vendor)
 
 
 def run(port: int, delivery: DeliveryMode, out: TextIO) -> int:
@@ -103,6 +136,7 @@ def banner(demo: Demo) -> str:
     lines += [
         "",
         f"  Token delivery: {demo.delivery}  (--delivery proxy|post|fragment|query)",
+        f"  Connection:     {demo.connection.describe()}",
         f"  Demo vendor:    {demo.vendor_url}  (tenants {tenants})",
         "",
         "  Press Ctrl-C to stop.",
@@ -137,7 +171,12 @@ def _free_port() -> int:
 
 
 def settings_for(
-    vendor: VendorConfig, vendor_url: str, port: int, database: Path, delivery: DeliveryMode
+    vendor: VendorConfig,
+    vendor_url: str,
+    port: int,
+    database: Path,
+    delivery: DeliveryMode,
+    connection: DemoConnection | None = None,
 ) -> Settings:
     """Throwaway settings for a BFF on ``port`` of 127.0.0.1 in front of a demo vendor."""
     return Settings(
@@ -145,9 +184,22 @@ def settings_for(
         encryption_keys=(secrets.token_urlsafe(32),),
         public_url=f"http://{HOST}:{port}",
         database_url=f"sqlite:///{database}",
-        upstream=UpstreamSettings(
-            base_url=vendor_url, api_key=vendor.api_key, api_secret=vendor.api_secret
-        ),
+        upstream=_upstream(vendor, vendor_url, connection or DemoConnection()),
         dashboard_url=f"{vendor_url}/dashboard/",
         dashboard_delivery=delivery,
+    )
+
+
+def _upstream(
+    vendor: VendorConfig, vendor_url: str, connection: DemoConnection
+) -> UpstreamSettings:
+    return UpstreamSettings(
+        kind=connection.kind,
+        base_url=vendor_url,
+        api_key=vendor.api_key,
+        api_secret=vendor.api_secret,
+        auth_scheme=connection.auth_scheme,
+        api_username=vendor.api_username if connection.auth_scheme == "basic" else None,
+        pair_token_url=PAIR_TOKEN_PATH if connection.pair_token_style else None,
+        pair_token_style=connection.pair_token_style or "headers",
     )

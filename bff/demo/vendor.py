@@ -1,14 +1,21 @@
 """A demo vendor: the token endpoints of all four connector kinds, and a dashboard.
 
-| route                                        | kind                        |
-|----------------------------------------------|-----------------------------|
-| ``GET /api/v1/partner/dashboard/auth/token`` | header-exchange (DESIGN §2) |
-| ``POST /api/v1/authenticate``                | apikey-jwt                  |
-| ``POST /oauth/token``                        | oauth2-client-credentials   |
-| ``GET /user``                                | static-bearer "who am I"    |
-| ``/dashboard/``                              | the insights dashboard      |
+| route                                        | kind                                 |
+|----------------------------------------------|--------------------------------------|
+| ``GET /api/v1/partner/dashboard/auth/token`` | header-exchange (DESIGN §2)          |
+| ``POST /api/v1/authenticate``                | apikey-jwt                           |
+| ``POST /oauth/token``                        | oauth2-client-credentials            |
+| ``GET /user``                                | static-bearer "who am I"             |
+| ``POST /api/v1/partner/dashboard/token``     | the per-pair step of the three above |
+| ``/dashboard/``                              | the insights dashboard               |
 
-Tokens are HS256 JWTs with ``tenant_id``, ``sub_tenant_id``, ``iat`` and ``exp``.
+Tokens are HS256 JWTs with ``iat``, ``exp`` and a ``jti``. A dashboard token for one
+pair (header-exchange, or the per-pair step) carries ``tenant_id`` and
+``sub_tenant_id``; a connection-wide one (apikey-jwt, oauth2) carries neither, and
+the static key is no JWT at all. The per-pair step accepts only connection-wide
+credentials — ``Bearer`` of such a token or of the static key, or HTTP Basic
+``api_username:api_key`` — with the pair as seed 004's headers or as a JSON body.
+
 :class:`VendorConfig` is mutable: tests and benches flip faults, latency and the
 concurrency limit while the app runs, and read its call counters.
 """
@@ -22,7 +29,7 @@ import dataclasses
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from starlette.applications import Starlette
@@ -38,9 +45,12 @@ HEADER_EXCHANGE_PATH = "/api/v1/partner/dashboard/auth/token"
 APIKEY_JWT_PATH = "/api/v1/authenticate"
 OAUTH2_TOKEN_PATH = "/oauth/token"
 WHOAMI_PATH = "/user"
+PAIR_TOKEN_PATH = "/api/v1/partner/dashboard/token"
 TEN_YEARS = 10 * 365 * 24 * 60 * 60
 
 Endpoint = Callable[["VendorConfig", Request], Awaitable[Response]]
+# Where the per-pair step's answer puts the token (the three shapes bff reads).
+PairTokenField = Literal["data.token", "token", "access_token"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -52,6 +62,8 @@ class VendorConfig:
     )
     api_key: str = dataclasses.field(default="demo-api-key", repr=False)
     api_secret: str = dataclasses.field(default="demo-api-secret", repr=False)
+    # static-bearer presented as HTTP Basic: `api_username:api_key` (seed 002).
+    api_username: str = "demo-partner"
     # apikey-jwt: when set, the authentication endpoint also requires this parameter.
     auth_param: str | None = dataclasses.field(default=None, repr=False)
     # oauth2: when set, the token endpoint requires this `Realm` header.
@@ -65,8 +77,15 @@ class VendorConfig:
     # Applied to every API call, after any one-shot `faults` queued.
     fault: Fault | None = None
     faults: collections.deque[Fault] = dataclasses.field(default_factory=collections.deque)
+    # Applied to every call of one endpoint (by counter name, e.g. "pair_token"),
+    # before `faults` and `fault`.
+    endpoint_faults: dict[str, Fault] = dataclasses.field(default_factory=dict)
     # More API calls than this in flight at once are answered 429.
     max_in_flight: int | None = None
+    # The per-pair step: where the pair must be (None: headers or a JSON body) and
+    # where the answer puts the token.
+    pair_token_style: Literal["headers", "json"] | None = None
+    pair_token_field: PairTokenField = "data.token"
     clock: Clock = dataclasses.field(default_factory=SystemClock)
 
     calls: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
@@ -77,9 +96,18 @@ class VendorConfig:
     in_flight: int = 0
     peak_in_flight: int = 0
     refresh_tokens: dict[str, float] = dataclasses.field(default_factory=dict, repr=False)
+    # The `jti` of every connection-wide token issued, and of those revoked since.
+    credentials: list[str] = dataclasses.field(default_factory=list, repr=False)
+    revoked: set[str] = dataclasses.field(default_factory=set, repr=False)
 
-    def next_fault(self) -> Fault | None:
+    def next_fault(self, endpoint: str | None = None) -> Fault | None:
+        if endpoint is not None and endpoint in self.endpoint_faults:
+            return self.endpoint_faults[endpoint]
         return self.faults.popleft() if self.faults else self.fault
+
+    def revoke_credentials(self) -> None:
+        """Revoke every connection-wide token issued so far, as a vendor may at any time."""
+        self.revoked.update(self.credentials)
 
     def reset_counters(self) -> None:
         self.calls.clear()
@@ -106,11 +134,38 @@ class VendorConfig:
         return claims
 
     def token(self, fault: Fault | None, **extra: str) -> str | None:
+        return self._issue(fault, extra, credential=False)
+
+    def credential(self, fault: Fault | None, **extra: str) -> str | None:
+        """A connection-wide token (no pair in it), remembered so it can be revoked."""
+        return self._issue(fault, extra, credential=True)
+
+    def _issue(
+        self, fault: Fault | None, extra: Mapping[str, str], *, credential: bool
+    ) -> str | None:
+        claims = self.claims(fault, **extra)
+        if credential:
+            self.credentials.append(claims["jti"])
         if fault is not None and fault.kind == "null_token":
             return None
         if fault is not None and fault.kind == "opaque_token":
             return f"opaque-{secrets.token_hex(16)}"
-        return tokens.issue(self.claims(fault, **extra), self.signing_key)
+        return tokens.issue(claims, self.signing_key)
+
+    def is_credential(self, token: str) -> bool:
+        """``token`` is a valid, unrevoked connection-wide JWT of this vendor."""
+        claims = tokens.verify(token, self.signing_key, self.clock.now().timestamp())
+        return (
+            claims is not None
+            and "tenant_id" not in claims
+            and "sub_tenant_id" not in claims
+            and claims.get("jti") not in self.revoked
+        )
+
+    def is_basic(self, authorization: str) -> bool:
+        """``authorization`` is HTTP Basic ``api_username:api_key``."""
+        user, password = _basic(authorization)
+        return _same(user, self.api_username) and _same(password, self.api_key)
 
 
 def create_vendor_app(config: VendorConfig) -> Starlette:
@@ -128,6 +183,7 @@ def create_vendor_app(config: VendorConfig) -> Starlette:
             Route(APIKEY_JWT_PATH, api("authenticate", _apikey_jwt), methods=["POST"]),
             Route(OAUTH2_TOKEN_PATH, api("oauth", _oauth2), methods=["POST"]),
             Route(WHOAMI_PATH, api("user", _whoami), methods=["GET"]),
+            Route(PAIR_TOKEN_PATH, api("pair_token", _pair_token), methods=["POST"]),
             Mount("/dashboard", routes=dashboard.routes(config)),
             Route("/dashboard", dashboard.redirect_to_slash),
         ]
@@ -149,7 +205,7 @@ async def _served(
             )
         if config.latency:
             await anyio.sleep(config.latency)
-        fault = config.next_fault()
+        fault = config.next_fault(name)
         if fault is not None and not fault.shapes_token:
             return await _faulty(config, fault)
         request.state.fault = fault
@@ -162,7 +218,12 @@ async def _served(
 
 async def _faulty(config: VendorConfig, fault: Fault) -> Response:
     if fault.kind == "rate_limit":
-        headers = {"retry-after": fault.retry_after} if fault.retry_after is not None else {}
+        headers = {}
+        if fault.retry_after is not None:
+            # Sent as UTF-8 bytes, as a careless vendor would ("²" included).
+            headers["retry-after"] = fault.retry_after.encode().decode("latin-1")
+        if fault.date is not None:
+            headers["date"] = fault.date
         if fault.connection_wide:
             headers["x-ratelimit-scope"] = "global"
         return _fail(429, fault.message, headers)
@@ -218,7 +279,7 @@ async def _apikey_jwt(config: VendorConfig, request: Request) -> Response:
         return _fail(401, "Invalid API key")
     if config.auth_param is not None and not _same(body.get("auth_param"), config.auth_param):
         return _fail(401, "Invalid authentication parameter")
-    return JSONResponse({"token": config.token(request.state.fault, sub="partner")})
+    return JSONResponse({"token": config.credential(request.state.fault, sub="partner")})
 
 
 async def _oauth2(config: VendorConfig, request: Request) -> Response:
@@ -243,7 +304,7 @@ async def _oauth2(config: VendorConfig, request: Request) -> Response:
     )
     return JSONResponse(
         {
-            "access_token": config.token(fault, sub=config.api_key),
+            "access_token": config.credential(fault, sub=config.api_key),
             "token_type": "Bearer",
             "expires_in": int(config.token_lifetime),
             "refresh_token": refresh_token,
@@ -254,13 +315,9 @@ async def _oauth2(config: VendorConfig, request: Request) -> Response:
 
 
 def _client_credentials(request: Request, form: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None, None
-        return user, password
+    authorization = request.headers.get("authorization", "")
+    if authorization.partition(" ")[0].lower() == "basic":
+        return _basic(authorization)
     client_id, client_secret = form.get("client_id"), form.get("client_secret")
     return (
         client_id if isinstance(client_id, str) else None,
@@ -273,10 +330,89 @@ def _oauth_error(status: int, error: str, description: str) -> Response:
 
 
 async def _whoami(config: VendorConfig, request: Request) -> Response:
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not _same(presented, config.api_key):
+    authorization = request.headers.get("authorization", "")
+    scheme, _, presented = authorization.partition(" ")
+    bearer = scheme.lower() == "bearer" and _same(presented, config.api_key)
+    if not (bearer or config.is_basic(authorization)):
         return _fail(401, "Unauthorized")
     return JSONResponse({"id": "demo-partner", "handle": "demo", "email": "partner@vendor.test"})
+
+
+async def _pair_token(config: VendorConfig, request: Request) -> Response:
+    """The per-pair step: a connection-wide credential buys a dashboard token for one pair."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, presented = authorization.partition(" ")
+    presented = presented.strip()
+    if scheme.lower() == "bearer":
+        static = _same(presented, config.api_key)
+        if not (static or config.is_credential(presented)):
+            return _fail(401, "Unauthorized")
+        # A vendor with a Realm (seed 002) wants it with every token but the static key.
+        if not static and config.realm is not None and request.headers.get("realm") != config.realm:
+            return _fail(401, "Unauthorized")
+    elif not config.is_basic(authorization):
+        return _fail(401, "Unauthorized")
+    pair = await _requested_pair(config, request)
+    if isinstance(pair, Response):
+        return pair
+    config.pair_calls[pair] += 1
+    tenant, sub_tenant = pair
+    token = config.token(request.state.fault, tenant_id=tenant, sub_tenant_id=sub_tenant)
+    if config.pair_token_field == "token":
+        return JSONResponse({"token": token})
+    if config.pair_token_field == "access_token":
+        return JSONResponse(
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": int(config.token_lifetime),
+            }
+        )
+    return JSONResponse(
+        {
+            "code": "RESPONSE_SUCCESS",
+            "message": "Request served successfully.",
+            "type": "object",
+            "data": {"token": token},
+        }
+    )
+
+
+async def _requested_pair(config: VendorConfig, request: Request) -> tuple[str, str] | Response:
+    style = config.pair_token_style
+    if style is None:
+        json_body = request.headers.get("content-type", "").startswith("application/json")
+        style = "json" if json_body else "headers"
+    if style == "headers":
+        tenant = request.headers.get("x-tenant-id", "")
+        sub_tenant = request.headers.get("x-sub-tenant-id", "")
+    else:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _fail(400, "Request body must be JSON")
+        body = body if isinstance(body, dict) else {}
+        tenant, sub_tenant = _text(body.get("tenant_id")), _text(body.get("sub_tenant_id"))
+    if not tenant.strip():
+        return _fail(400, "Tenant ID is required")
+    if not sub_tenant.strip():
+        return _fail(400, "Subtenant ID is required")
+    return tenant.strip(), sub_tenant.strip()
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _basic(authorization: str) -> tuple[str | None, str | None]:
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        user, colon, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None, None
+    return (user, password) if colon else (None, None)
 
 
 def _same(presented: object, expected: str) -> bool:

@@ -37,10 +37,46 @@ class FakeSleep:
         await anyio.lowlevel.checkpoint()
 
 
+class Gate(httpx2.AsyncBaseTransport):
+    """Passes requests through, except one held after :meth:`hold_next` until :meth:`release`.
+
+    The held request reaches the vendor only once released, so a test can change
+    the world (purge a key, replace credentials) while a call is in flight.
+    """
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self._armed = False
+        self.arrived = anyio.Event()
+        self._released = anyio.Event()
+
+    def hold_next(self) -> None:
+        self._armed = True
+        self.arrived = anyio.Event()
+        self._released = anyio.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._armed:
+            self._armed = False
+            self.arrived.set()
+            await self._released.wait()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 @pytest.fixture
-async def client(vendor: VendorConfig) -> AsyncIterator[httpx2.AsyncClient]:
-    transport = httpx2.ASGITransport(create_vendor_app(vendor))
-    async with httpx2.AsyncClient(transport=transport) as client:
+def gate(vendor: VendorConfig) -> Gate:
+    return Gate(httpx2.ASGITransport(create_vendor_app(vendor)))
+
+
+@pytest.fixture
+async def client(gate: Gate) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(transport=gate) as client:
         yield client
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import base64
 import io
+from collections.abc import Mapping
 
 import httpx2
 import pytest
@@ -8,7 +10,7 @@ import pytest
 from bff.broker.check import run_check
 from bff.clock import ManualClock
 from bff.demo.faults import Fault
-from bff.demo.vendor import VendorConfig, create_vendor_app
+from bff.demo.vendor import PAIR_TOKEN_PATH, VendorConfig, create_vendor_app
 from bff.errors import ConfigurationError, InvalidIdentifierError
 from bff.settings import ConnectorKind, Settings, UpstreamSettings
 from tests.broker.conftest import VENDOR
@@ -35,29 +37,75 @@ async def check(vendor: VendorConfig, config: Settings, clock: ManualClock) -> t
     return status, out.getvalue()
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize(
-    "kind", ["header-exchange", "apikey-jwt", "oauth2-client-credentials", "static-bearer"]
-)
-async def test_ok_prints_expiry_never_the_token(
-    vendor: VendorConfig, clock: ManualClock, kind: ConnectorKind
-) -> None:
-    issued: list[str] = []
-    original = vendor.token
+BASIC = {"auth_scheme": "basic", "api_username": "demo-partner"}
 
-    def spy(fault: Fault | None, **extra: str) -> str | None:
-        token = original(fault, **extra)
+
+def spy_on_tokens(vendor: VendorConfig) -> list[str]:
+    """Every token (dashboard token or credential) the vendor issues, in order."""
+    issued: list[str] = []
+    original = vendor._issue
+
+    def spy(fault: Fault | None, extra: Mapping[str, str], *, credential: bool) -> str | None:
+        token = original(fault, extra, credential=credential)
         issued.extend([token] if token else [])
         return token
 
-    vendor.token = spy  # type: ignore[method-assign]
-    status, output = await check(vendor, settings(vendor, kind=kind), clock)
+    vendor._issue = spy  # type: ignore[method-assign]
+    return issued
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("kind", "options", "pair_step"),
+    [
+        ("header-exchange", {}, False),
+        *[
+            (kind, {}, pair_step)
+            for kind in ("apikey-jwt", "oauth2-client-credentials", "static-bearer")
+            for pair_step in (False, True)
+        ],
+        ("static-bearer", BASIC, False),
+        ("static-bearer", BASIC, True),
+    ],
+)
+async def test_ok_prints_expiry_never_a_token_or_credential(
+    vendor: VendorConfig,
+    clock: ManualClock,
+    kind: ConnectorKind,
+    options: dict[str, str],
+    pair_step: bool,
+) -> None:
+    issued = spy_on_tokens(vendor)
+    if pair_step:
+        options = {**options, "pair_token_url": PAIR_TOKEN_PATH}
+    status, output = await check(vendor, settings(vendor, kind=kind, **options), clock)
     assert status == 0, output
     assert "vendor: ok" in output
     assert "token expires: 2026-01-0" in output
-    for secret in [*issued, vendor.api_key, vendor.api_secret]:
+    basic = base64.b64encode(f"{vendor.api_username}:{vendor.api_key}".encode()).decode()
+    for secret in [*issued, vendor.api_key, vendor.api_secret, basic]:
         assert secret not in output
-    assert sum(vendor.calls.values()) == 1
+    if kind == "header-exchange":
+        assert sum(vendor.calls.values()) == 1
+        assert "(one token" not in output
+    elif pair_step:
+        # The connection's credential, then the pair's own token.
+        assert sum(vendor.calls.values()) == 2 and vendor.calls["pair_token"] == 1
+        assert "for this pair only" in output and "per-pair token step" in output
+    else:
+        assert sum(vendor.calls.values()) == 1
+        assert "only proxy delivery may use it" in output
+
+
+@pytest.mark.anyio
+async def test_a_pair_step_refusal_names_the_endpoint_settings(
+    vendor: VendorConfig, clock: ManualClock
+) -> None:
+    config = settings(vendor, kind="apikey-jwt", pair_token_url="/no/such/endpoint")
+    status, output = await check(vendor, config, clock)
+    assert status == 1
+    assert "404" in output and "BFF_UPSTREAM_PAIR_TOKEN_URL" in output
+    assert vendor.api_key not in output
 
 
 @pytest.mark.anyio

@@ -41,20 +41,98 @@ def assert_clean(exc: UpstreamError, vendor: VendorConfig) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("retry_after", ["0", "past-date"])
-async def test_429_asking_for_no_wait_is_retried_in_the_same_call(
+async def test_429_asking_for_no_wait_still_cools_the_key_down_for_the_minimum(
     make_broker: MakeBroker,
     vendor: VendorConfig,
     clock: ManualClock,
     sleep: FakeSleep,
     retry_after: str,
 ) -> None:
+    # Contract change (issue 7): such a 429 used to be retried at once in the same
+    # call; now every 429 pauses the key for at least BrokerPolicy.min_cooldown.
     if retry_after == "past-date":
         retry_after = format_datetime(clock.now() - timedelta(minutes=5), usegmt=True)
     vendor.faults.append(Fault.rate_limit(retry_after))
-    token = await make_broker().get(A)
-    assert token.value
+    broker = make_broker()
+    with pytest.raises(UpstreamRateLimited) as caught:
+        await broker.get(A)
+    assert caught.value.retry_after == 5.0
+    assert vendor.statuses == {429: 1}
+    assert sleep.waits == []
+    clock.advance(4.9)
+    with pytest.raises(UpstreamRateLimited):
+        await broker.get(A)
+    assert vendor.statuses == {429: 1}
+    clock.advance(0.1)
+    assert (await broker.get(A)).value
     assert vendor.statuses == {429: 1, 200: 1}
-    assert sleep.waits == [0.0]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("answer", "calls"),
+    [
+        ("Retry-After: 0", 2),
+        ("Retry-After: a past date", 2),
+        ("vendor clock behind, no Date header", 2),
+        ("vendor clock behind, with its Date header", 1),  # its 60 s, measured by its clock
+    ],
+)
+async def test_ten_page_views_in_ten_seconds_of_429s_cost_what_the_minimum_cool_down_allows(
+    make_broker: MakeBroker,
+    vendor: VendorConfig,
+    clock: ManualClock,
+    registry: CollectorRegistry,
+    answer: str,
+    calls: int,
+) -> None:
+    vendor_now = clock.now() - timedelta(minutes=2)
+    asked = format_datetime(vendor_now + timedelta(seconds=60), usegmt=True)  # past for us
+    vendor.fault = {
+        "Retry-After: 0": Fault.rate_limit("0"),
+        "Retry-After: a past date": Fault.rate_limit(
+            format_datetime(clock.now() - timedelta(minutes=5), usegmt=True)
+        ),
+        "vendor clock behind, no Date header": Fault.rate_limit(asked),
+        "vendor clock behind, with its Date header": Fault.rate_limit(
+            asked, date=format_datetime(vendor_now, usegmt=True)
+        ),
+    }[answer]
+    broker = make_broker()
+    for _ in range(10):
+        with pytest.raises(UpstreamRateLimited) as caught:
+            await broker.get(A)
+        assert caught.value.retry_after is not None and caught.value.retry_after > 0
+        clock.advance(1)
+    # 5 s minimum cool-down: one call at 0 s and one at 5 s (it used to be 30 calls).
+    assert vendor.calls["token"] == calls
+    assert sample(registry, "bff_upstream_calls_total", outcome="rate_limited") == calls
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("header", ["²", "٣٠", "9" * 5000, "-1", "Mon, 99 Feb 2026 25:61:00 GMT"])
+async def test_a_429_with_an_unreadable_retry_after_stays_a_429_and_never_opens_the_circuit(
+    make_broker: MakeBroker,
+    vendor: VendorConfig,
+    clock: ManualClock,
+    registry: CollectorRegistry,
+    header: str,
+) -> None:
+    vendor.fault = Fault.rate_limit(header)
+    broker = make_broker(policy=BrokerPolicy(circuit_threshold=2))
+    for _ in range(4):  # twice the circuit threshold
+        with pytest.raises(UpstreamRateLimited) as caught:
+            await broker.get(A)
+        assert caught.value.status == 429
+        assert caught.value.retry_after is not None
+        assert 5.0 <= caught.value.retry_after <= 300.0
+        clock.advance(caught.value.retry_after)
+    assert vendor.statuses == {429: 4}
+    assert sample(registry, "bff_upstream_calls_total", outcome="rate_limited") == 4
+    assert sample(registry, "bff_upstream_calls_total", outcome="bad_response") == 0
+    assert sample(registry, "bff_upstream_circuit_state") == 0
+    vendor.fault = None
+    assert (await broker.get(A)).value
 
 
 @pytest.mark.anyio

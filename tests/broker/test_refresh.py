@@ -11,7 +11,7 @@ from bff.broker.scope import TokenScope, VendorToken
 from bff.clock import ManualClock
 from bff.demo.faults import Fault
 from bff.demo.vendor import VendorConfig
-from bff.errors import UpstreamRejected
+from bff.errors import UpstreamRateLimited, UpstreamRejected
 from tests.broker.conftest import MakeBroker, sample
 
 A = TokenScope("default", "acme", "emea")
@@ -76,18 +76,30 @@ async def test_failed_refresh_keeps_serving_and_re_arms_with_backoff(
 
 
 @pytest.mark.anyio
-async def test_a_long_cool_down_never_re_arms_past_the_tokens_expiry(
+async def test_a_refresh_told_to_wait_is_re_armed_no_earlier_than_the_vendor_asked(
     make_broker: MakeBroker, vendor: VendorConfig, clock: ManualClock
 ) -> None:
+    # Contract change (issue 7): the retry used to be re-armed at half the token's
+    # remaining life even when the vendor asked for longer; now its wait is honoured
+    # even if the token runs out first, and users then wait too, without a call.
     broker = make_broker()
     first = await broker.get(A)
     vendor.faults.append(Fault.rate_limit("300"))
     clock.advance(0.86 * 970)  # ~136 s left
-    await broker.refresh_due()
+    assert await broker.refresh_due() == 1
     remaining = (first.expires_at - clock.now()).total_seconds()
     clock.advance(remaining / 2)
-    assert await broker.refresh_due() == 1  # tried again well before expiry
+    assert await broker.refresh_due() == 0
+    assert await broker.get(A) == first  # still valid: still served
+    clock.advance(299 - remaining / 2)  # the token ran out meanwhile
+    assert await broker.refresh_due() == 0
+    with pytest.raises(UpstreamRateLimited) as caught:
+        await broker.get(A)
+    assert caught.value.retry_after == pytest.approx(1.0)
+    assert vendor.calls["token"] == 2
+    clock.advance(1)
     assert await broker.get(A) != first
+    assert vendor.calls["token"] == 3
 
 
 @pytest.mark.anyio
@@ -175,3 +187,21 @@ async def test_background_task_renews_without_anyone_waiting(
     await broker.wait_idle()
     assert vendor.calls["token"] == 3
     await broker.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_refresh_answered_429_with_no_wait_is_re_armed_after_the_minimum_cool_down(
+    make_broker: MakeBroker, vendor: VendorConfig, clock: ManualClock
+) -> None:
+    broker = make_broker()
+    first = await broker.get(A)
+    vendor.faults.append(Fault.rate_limit("0"))
+    clock.advance(0.86 * 970)
+    assert await broker.refresh_due() == 1
+    assert await broker.refresh_due() == 0  # not again at once (it used to loop)
+    clock.advance(4.9)
+    assert await broker.refresh_due() == 0
+    clock.advance(0.1)  # BrokerPolicy.min_cooldown (5 s) after the 429
+    assert await broker.refresh_due() == 1
+    assert await broker.get(A) != first
+    assert vendor.statuses == {200: 2, 429: 1}

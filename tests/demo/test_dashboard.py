@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import httpx2
@@ -10,7 +11,7 @@ import pytest
 from bff.clock import ManualClock
 from bff.demo import tokens
 from bff.demo.dashboard import Viewer, insights
-from bff.demo.vendor import HEADER_EXCHANGE_PATH, VendorConfig
+from bff.demo.vendor import HEADER_EXCHANGE_PATH, PAIR_TOKEN_PATH, VendorConfig
 from tests.demo.conftest import credentials
 
 HEADING = "Insights for tenant acme / sub-tenant emea"
@@ -116,3 +117,64 @@ async def test_every_link_asset_and_redirect_is_relative(client: httpx2.AsyncCli
 def test_made_up_data_is_deterministic_per_pair() -> None:
     assert insights(Viewer("acme", "emea")) == insights(Viewer("acme", "emea"))
     assert insights(Viewer("acme", "emea"))["series"] != insights(Viewer("acme", "apac"))["series"]
+
+
+async def pair_token(client: httpx2.AsyncClient, vendor: VendorConfig) -> str:
+    response = await client.post(
+        PAIR_TOKEN_PATH,
+        headers={
+            "authorization": f"Bearer {vendor.api_key}",
+            "x-tenant-id": "acme",
+            "x-sub-tenant-id": "emea",
+        },
+    )
+    token: str = response.json()["data"]["token"]
+    return token
+
+
+PINNED = {"x-tenant-id": "acme", "x-sub-tenant-id": "emea"}
+
+
+@pytest.mark.anyio
+async def test_a_per_pair_token_shows_its_one_pair_and_no_other(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    token = await pair_token(client, vendor)
+    auth = {"authorization": f"Bearer {token}"}
+    page = await client.get("/dashboard/", headers=auth)
+    assert f"<h1>{HEADING}</h1>" in page.text
+    data = await client.get("/dashboard/insights.json", headers={**auth, **PINNED})
+    assert (data.json()["heading"], data.json()["access"]) == (HEADING, "pair")
+    other = {"x-tenant-id": "acme", "x-sub-tenant-id": "apac"}
+    refused = await client.get("/dashboard/", headers={**auth, **other})
+    assert refused.status_code == 401
+    assert "<h1>Invalid token</h1>" in refused.text
+
+
+@pytest.mark.anyio
+async def test_a_partner_wide_credential_shows_the_pair_its_server_pins(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    bearer = {"authorization": f"Bearer {vendor.api_key}"}
+    basic = {
+        "authorization": "Basic "
+        + base64.b64encode(f"{vendor.api_username}:{vendor.api_key}".encode()).decode()
+    }
+    for auth in (bearer, basic):
+        page = await client.get("/dashboard/", headers=auth)
+        assert "<h1>Insights for all tenants (partner-wide access)</h1>" in page.text
+        data = await client.get("/dashboard/insights.json", headers={**auth, **PINNED})
+        assert (data.json()["heading"], data.json()["access"]) == (HEADING, "partner-wide")
+    wrong = {"authorization": "Basic " + base64.b64encode(b"demo-partner:nope").decode()}
+    assert (await client.get("/dashboard/", headers=wrong)).status_code == 401
+
+
+@pytest.mark.anyio
+async def test_a_revoked_credential_opens_no_dashboard(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    response = await client.post("/api/v1/authenticate", json={"api_key": vendor.api_key})
+    auth = {"authorization": f"Bearer {response.json()['token']}"}
+    assert (await client.get("/dashboard/", headers=auth)).status_code == 200
+    vendor.revoke_credentials()
+    assert (await client.get("/dashboard/", headers=auth)).status_code == 401

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
 
 from bff.cli import main
-from bff.demo.run import banner, running_demo
-from bff.demo.seed import TENANTS, demo_accounts, seed
+from bff.demo import tokens
+from bff.demo.run import Demo, DemoConnection, banner, running_demo
+from bff.demo.seed import TENANTS, DemoAccount, demo_accounts, seed
+from bff.errors import ConfigurationError
 from bff.passwords import check_strength, verify_password
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
@@ -70,19 +74,7 @@ def test_a_real_demo_run_signs_in_and_shows_the_dashboard(tmp_path: Path) -> Non
         assert analyst.email in text and analyst.password in text
         assert demo.settings.demo and demo.settings.is_local_http
 
-        with httpx2.Client(base_url=demo.url, timeout=10) as browser:
-            login = browser.get("/login")
-            token = _CSRF.search(login.text)
-            assert token
-            signed_in = browser.post(
-                "/login",
-                data={
-                    "email": analyst.email,
-                    "password": analyst.password,
-                    "csrf_token": token.group(1),
-                },
-            )
-            assert signed_in.status_code == 303
+        with signed_in(demo, analyst) as browser:
             page = browser.get("/")
             assert page.status_code == 200
             assert 'src="/vendor/"' in page.text
@@ -91,3 +83,93 @@ def test_a_real_demo_run_signs_in_and_shows_the_dashboard(tmp_path: Path) -> Non
             assert found
             tenant, sub_tenant = analyst.scopes[0]
             assert found.group(1) == f"Insights for tenant {tenant} / sub-tenant {sub_tenant}"
+
+
+@contextmanager
+def signed_in(demo: Demo, account: DemoAccount) -> Iterator[httpx2.Client]:
+    with httpx2.Client(base_url=demo.url, timeout=10) as browser:
+        login = browser.get("/login")
+        token = _CSRF.search(login.text)
+        assert token
+        answer = browser.post(
+            "/login",
+            data={
+                "email": account.email,
+                "password": account.password,
+                "csrf_token": token.group(1),
+            },
+        )
+        assert answer.status_code == 303
+        yield browser
+
+
+_POSTED_TOKEN = re.compile(r'name="token" value="([^"]+)"')
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        DemoConnection("apikey-jwt", pair_token_style="json"),
+        DemoConnection("static-bearer", "basic", pair_token_style="headers"),
+    ],
+    ids=lambda connection: connection.describe(),
+)
+def test_a_connection_wide_kind_with_the_per_pair_step_posts_only_a_pair_token(
+    tmp_path: Path, connection: DemoConnection
+) -> None:
+    with running_demo(port=0, directory=tmp_path, delivery="post", connection=connection) as demo:
+        assert connection.describe() in banner(demo)
+        analyst = next(a for a in demo.accounts if len(a.scopes) > 1)
+        with signed_in(demo, analyst) as browser:
+            page = browser.get("/")
+            assert page.status_code == 200
+            found = _POSTED_TOKEN.search(page.text)
+            assert found
+            token = found.group(1)
+        vendor = demo.vendor
+        assert vendor.calls["pair_token"] == 1  # the connection's credential was used...
+        assert not vendor.is_credential(token)  # ...but never posted
+        assert vendor.api_key not in page.text
+        claims = tokens.verify(token, vendor.signing_key, vendor.clock.now().timestamp())
+        assert claims is not None
+        assert claims["jti"] not in vendor.credentials
+        assert (claims["tenant_id"], claims["sub_tenant_id"]) == analyst.scopes[0]
+        shown = httpx2.post(f"{demo.vendor_url}/dashboard/", data={"token": token})
+        found_heading = _HEADING.search(shown.text)
+        assert found_heading
+        tenant, sub_tenant = analyst.scopes[0]
+        assert found_heading.group(1) == f"Insights for tenant {tenant} / sub-tenant {sub_tenant}"
+
+
+def test_a_demo_refuses_a_connection_wide_token_outside_the_proxy(tmp_path: Path) -> None:
+    with (
+        pytest.raises(ConfigurationError, match="BFF_UPSTREAM_PAIR_TOKEN_URL"),
+        running_demo(
+            port=0, directory=tmp_path, delivery="fragment", connection=DemoConnection("apikey-jwt")
+        ),
+    ):
+        pass
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [DemoConnection("apikey-jwt"), DemoConnection("static-bearer", "basic")],
+    ids=lambda connection: connection.describe(),
+)
+def test_a_connection_wide_kind_in_the_proxy_shows_only_the_pinned_pair(
+    tmp_path: Path, connection: DemoConnection
+) -> None:
+    with running_demo(port=0, directory=tmp_path, delivery="proxy", connection=connection) as demo:
+        analyst = next(a for a in demo.accounts if len(a.scopes) > 1)
+        tenant, sub_tenant = analyst.scopes[0]
+        other = next(pair for pair in analyst.scopes if pair != (tenant, sub_tenant))
+        with signed_in(demo, analyst) as browser:
+            # The browser naming another pair (even one it may see) chooses nothing.
+            framed = browser.get(
+                "/vendor/", headers={"x-tenant-id": other[0], "x-sub-tenant-id": other[1]}
+            )
+        assert framed.status_code == 200
+        found = _HEADING.search(framed.text)
+        assert found
+        assert found.group(1) == f"Insights for tenant {tenant} / sub-tenant {sub_tenant}"
+        assert demo.vendor.api_key not in framed.text

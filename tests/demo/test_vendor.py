@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 import anyio
 import httpx2
 import pytest
@@ -9,7 +12,14 @@ import pytest
 from bff.clock import ManualClock
 from bff.demo import tokens
 from bff.demo.faults import Fault
-from bff.demo.vendor import HEADER_EXCHANGE_PATH, VendorConfig
+from bff.demo.vendor import (
+    APIKEY_JWT_PATH,
+    HEADER_EXCHANGE_PATH,
+    OAUTH2_TOKEN_PATH,
+    PAIR_TOKEN_PATH,
+    WHOAMI_PATH,
+    VendorConfig,
+)
 from tests.demo.conftest import credentials
 
 
@@ -176,3 +186,139 @@ def test_secrets_not_in_repr(vendor: VendorConfig) -> None:
     text = repr(vendor)
     for secret in (vendor.api_key, vendor.api_secret, vendor.signing_key):
         assert secret not in text
+
+
+async def credentials_of_every_kind(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> dict[str, str]:
+    """An ``Authorization`` value for each connection-wide way of authenticating."""
+    apikey = await client.post(APIKEY_JWT_PATH, json={"api_key": vendor.api_key})
+    oauth = await client.post(
+        OAUTH2_TOKEN_PATH,
+        data={"grant_type": "client_credentials"},
+        auth=(vendor.api_key, vendor.api_secret),
+    )
+    basic = base64.b64encode(f"{vendor.api_username}:{vendor.api_key}".encode()).decode()
+    return {
+        "apikey-jwt": f"Bearer {apikey.json()['token']}",
+        "oauth2": f"Bearer {oauth.json()['access_token']}",
+        "static-bearer": f"Bearer {vendor.api_key}",
+        "static-basic": f"Basic {basic}",
+    }
+
+
+def pair_request(style: str, tenant: str = "acme", sub: str = "emea") -> dict[str, Any]:
+    if style == "headers":
+        return {"headers": {"x-tenant-id": tenant, "x-sub-tenant-id": sub}}
+    return {"json": {"tenant_id": tenant, "sub_tenant_id": sub}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("style", ["headers", "json"])
+async def test_the_per_pair_step_sells_a_pair_token_for_each_connection_wide_credential(
+    client: httpx2.AsyncClient, vendor: VendorConfig, clock: ManualClock, style: str
+) -> None:
+    for name, authorization in (await credentials_of_every_kind(client, vendor)).items():
+        request = pair_request(style)
+        headers = {"authorization": authorization, **request.pop("headers", {})}
+        response = await client.post(PAIR_TOKEN_PATH, headers=headers, **request)
+        assert response.status_code == 200, name
+        assert response.json()["code"] == "RESPONSE_SUCCESS"
+        token = response.json()["data"]["token"]
+        claims = tokens.verify(token, vendor.signing_key, clock.now().timestamp())
+        assert claims is not None
+        assert (claims["tenant_id"], claims["sub_tenant_id"]) == ("acme", "emea")
+    assert vendor.pair_calls == {("acme", "emea"): 4}
+
+
+@pytest.mark.anyio
+async def test_the_per_pair_step_refuses_what_is_not_a_connection_wide_credential(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    wide = await credentials_of_every_kind(client, vendor)
+    pair_token = (await client.get(HEADER_EXCHANGE_PATH, headers=credentials(vendor))).json()
+    wrong_basic = base64.b64encode(f"{vendor.api_username}:nope".encode()).decode()
+    refused = [
+        None,
+        f"Bearer {pair_token['data']['token']}",  # one pair's token cannot buy another's
+        f"Basic {wrong_basic}",
+        "Bearer not-a-token",
+        "Basic !!!",
+    ]
+    for authorization in refused:
+        headers = {"x-tenant-id": "acme", "x-sub-tenant-id": "emea"}
+        if authorization is not None:
+            headers["authorization"] = authorization
+        response = await client.post(PAIR_TOKEN_PATH, headers=headers)
+        assert (response.status_code, response.json()["message"]) == (401, "Unauthorized")
+    vendor.revoke_credentials()
+    for name in ("apikey-jwt", "oauth2"):
+        response = await client.post(
+            PAIR_TOKEN_PATH,
+            headers={"authorization": wide[name], "x-tenant-id": "a", "x-sub-tenant-id": "b"},
+        )
+        assert response.status_code == 401
+    assert vendor.pair_calls == {("acme", "emea"): 1}  # the header exchange above, only
+
+
+@pytest.mark.anyio
+async def test_the_per_pair_step_wants_a_pair_in_the_configured_style(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    auth = {"authorization": f"Bearer {vendor.api_key}"}
+    response = await client.post(PAIR_TOKEN_PATH, headers={**auth, "x-tenant-id": "acme"})
+    assert (response.status_code, response.json()["message"]) == (400, "Subtenant ID is required")
+    response = await client.post(PAIR_TOKEN_PATH, headers=auth, json={"sub_tenant_id": "x"})
+    assert (response.status_code, response.json()["message"]) == (400, "Tenant ID is required")
+    vendor.pair_token_style = "json"
+    response = await client.post(
+        PAIR_TOKEN_PATH, headers={**auth, **pair_request("headers")["headers"]}
+    )
+    assert response.status_code == 400
+    vendor.pair_token_style = "headers"
+    response = await client.post(PAIR_TOKEN_PATH, headers=auth, **pair_request("json"))
+    assert response.status_code == 400
+
+
+@pytest.mark.anyio
+async def test_the_per_pair_step_answers_in_the_configured_shape(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    auth = {"authorization": f"Bearer {vendor.api_key}", **pair_request("headers")["headers"]}
+    vendor.pair_token_field = "token"
+    assert set((await client.post(PAIR_TOKEN_PATH, headers=auth)).json()) == {"token"}
+    vendor.pair_token_field = "access_token"
+    body = (await client.post(PAIR_TOKEN_PATH, headers=auth)).json()
+    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert body["expires_in"] == 86400
+
+
+@pytest.mark.anyio
+async def test_whoami_accepts_the_static_key_as_basic(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    response = await client.get(WHOAMI_PATH, auth=(vendor.api_username, vendor.api_key))
+    assert response.status_code == 200
+    response = await client.get(WHOAMI_PATH, auth=("someone-else", vendor.api_key))
+    assert response.status_code == 401
+
+
+@pytest.mark.anyio
+async def test_endpoint_faults_hit_only_their_endpoint(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    vendor.endpoint_faults["pair_token"] = Fault("unauthorized")
+    auth = {"authorization": f"Bearer {vendor.api_key}", **pair_request("headers")["headers"]}
+    assert (await client.post(PAIR_TOKEN_PATH, headers=auth)).status_code == 401
+    assert (await client.get(HEADER_EXCHANGE_PATH, headers=credentials(vendor))).status_code == 200
+
+
+@pytest.mark.anyio
+async def test_a_429_can_carry_the_vendors_date_and_non_ascii_bytes(
+    client: httpx2.AsyncClient, vendor: VendorConfig
+) -> None:
+    vendor.fault = Fault.rate_limit("²", date="Thu, 01 Jan 2026 11:58:00 GMT")
+    response = await client.get(HEADER_EXCHANGE_PATH, headers=credentials(vendor))
+    assert response.status_code == 429
+    assert response.headers["date"] == "Thu, 01 Jan 2026 11:58:00 GMT"
+    assert (b"retry-after", "²".encode()) in response.headers.raw
