@@ -1,4 +1,9 @@
-"""``create_app(settings)``: the whole application, built declaratively."""
+"""``create_app(settings)``: the whole application, built declaratively.
+
+The lifespan opens two vendor clients, each with its own connection pool: one for
+the broker's token calls, one for the proxy's forwarded requests, so proxied
+traffic (however slow its browsers) never makes a token call wait for a connection.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ from bff.web.csrf import CrossSiteMiddleware
 from bff.web.delivery import warn_about_delivery
 from bff.web.errors import EXCEPTION_HANDLERS, server_error
 from bff.web.middleware import RequestContextMiddleware
+from bff.web.proxy_limits import ProxyLimits
+from bff.web.proxy_metrics import ProxyMetrics
 from bff.web.security import SecurityHeadersMiddleware, with_security_headers
 from bff.web.vendor_target import PREFIX
 
@@ -44,14 +51,17 @@ def create_app(
     *,
     clock: Clock | None = None,
     vendor_transport: httpx2.AsyncBaseTransport | None = None,
+    proxy_limits: ProxyLimits | None = None,
 ) -> Starlette:
-    """Build the app. ``vendor_transport`` lets tests reach a vendor app in-process."""
+    """Build the app. ``vendor_transport`` lets tests reach a vendor app in-process (both
+    vendor clients then share it); ``proxy_limits`` replaces the proxy's bounds."""
     _register_secrets(settings)
     clock = clock or SystemClock()
     registry = CollectorRegistry()
     templates = template_helpers.create_templates()
     auth_metrics = AuthMetrics(registry)
     broker_metrics = BrokerMetrics(registry)
+    proxy_limits = proxy_limits or ProxyLimits()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
@@ -63,15 +73,23 @@ def create_app(
                 httpx2.AsyncClient(
                     transport=vendor_transport,
                     timeout=httpx2.Timeout(settings.upstream.timeout),
+                    limits=_broker_pool(settings),
                     follow_redirects=False,
                     cookies=_refuse_all_cookies(),
-                ) as http,
+                ) as broker_http,
+                httpx2.AsyncClient(
+                    transport=vendor_transport,
+                    timeout=proxy_limits.vendor_timeout(),
+                    limits=proxy_limits.vendor_pool(),
+                    follow_redirects=False,
+                    cookies=_refuse_all_cookies(),
+                ) as proxy_http,
                 open_auth(settings, database, clock, auth_metrics) as (
                     sessions,
                     auth,
                 ),
             ):
-                broker = create_broker(settings, http, broker_metrics, clock)
+                broker = create_broker(settings, broker_http, broker_metrics, clock)
                 try:
                     yield {
                         "services": Services(
@@ -81,7 +99,7 @@ def create_app(
                             templates=templates,
                             secret_box=SecretBox(settings.encryption_keys),
                             database=database,
-                            http=http,
+                            http=proxy_http,
                             sessions=sessions,
                             mappings=Mappings(database, clock),
                             auth=auth,
@@ -95,7 +113,7 @@ def create_app(
 
     routes = [
         # The dashboard first: routes are matched in order, and it is the busy one.
-        *dashboard.routes(settings),
+        *dashboard.routes(settings, ProxyMetrics(registry), proxy_limits),
         *health.routes,
         *signin.routes,
         *oidc_signin.routes,
@@ -129,6 +147,13 @@ def _register_secrets(settings: Settings) -> None:
         settings.oidc.client_secret if settings.oidc else None,
     ):
         register_secret(value)
+
+
+def _broker_pool(settings: Settings) -> httpx2.Limits:
+    """The broker runs at most ``max_concurrency`` token calls at once; room for twice
+    that covers a call that needs a second request (the per-pair step) without a wait."""
+    connections = 2 * settings.upstream.max_concurrency
+    return httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
 
 
 def _refuse_all_cookies() -> CookieJar:

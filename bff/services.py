@@ -27,6 +27,8 @@ class Services:
     templates: Jinja2Templates
     secret_box: SecretBox
     database: Database
+    # The proxy's vendor client; the broker's token calls have their own (own pool), so
+    # proxied traffic never makes them wait for a connection.
     http: httpx2.AsyncClient
     sessions: SessionStore
     mappings: Mappings

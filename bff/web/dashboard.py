@@ -7,19 +7,28 @@ refused unless mapped, and a remembered pair whose mapping is gone is dropped.
 The vendor token comes from the broker for exactly that pair; vendor failures
 propagate to the friendly 503/502 handlers (or, inside the proxied iframe, to a
 framed notice).
+
+In the proxy, :func:`authorize_proxy` turns the session into a
+:class:`~bff.web.proxy.Grant`: a session that has ended, before or while the
+request ran, gets the framed "Session ended" notice (401), never an error page.
+When the vendor refuses a grant's token, the grant's ``renew`` purges it from the
+broker, unless the broker already holds another one: a token obtained after the
+request started is not the one the vendor refused, and purging it would only
+cost a token call per proxied request in flight.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from bff.broker.scope import TokenScope
-from bff.errors import UpstreamRejected, UpstreamUnavailable
+from bff.broker.scope import TokenScope, VendorToken
+from bff.errors import SessionEnded, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from bff.services import Services, services
 from bff.settings import Settings
 from bff.web.access import Pair, parse_pair
@@ -33,7 +42,9 @@ from bff.web.auth import (
 from bff.web.csrf import require_csrf
 from bff.web.delivery import FRAME_NAME, PAGE_HEADERS, embed
 from bff.web.errors import UNAVAILABLE, error_page, unavailable_retry
-from bff.web.proxy import VendorProxy, framed_page
+from bff.web.proxy import Grant, VendorProxy, framed_page
+from bff.web.proxy_limits import ProxyLimits
+from bff.web.proxy_metrics import ProxyMetrics
 from bff.web.security import content_security_policy, csp_nonce
 from bff.web.sessions import Session
 from bff.web.vendor_target import PREFIX, VendorTarget
@@ -92,29 +103,35 @@ async def switch_scope(request: Request) -> Response:
     return RedirectResponse("/", status_code=303)
 
 
-async def authorize_proxy(request: Request) -> str | Response:
-    """The vendor token for a proxied request: the session's active pair, mapped right now."""
+async def authorize_proxy(request: Request) -> Grant | Response:
+    """The grant for a proxied request: the session's active pair, mapped right now."""
     session = current_session(request)
     if session is None:
-        reason: SignInReason | None = "expired" if session_ended(request) else None
-        return framed_page(
-            request,
-            401,
-            "Session ended",
-            "Your session has ended. Sign in again to see the dashboard.",
-            link=(login_url(reason=reason), "Sign in"),
-        )
+        return _session_ended(request, "expired" if session_ended(request) else None)
     svc = services(request)
     pair = session.scope
-    if pair is None or not await svc.mappings.allows(session.user_id, pair):
-        pairs = await svc.mappings.pairs(session.user_id)
-        if not pairs:
-            return framed_page(
-                request, 403, "No access", NOT_MAPPED, link=("/", "Back to your dashboard")
-            )
-        pair = await _active_pair(svc, session, pairs)
     try:
-        token = await svc.broker.get(TokenScope(CONNECTION_ID, *pair))
+        if pair is None or not await svc.mappings.allows(session.user_id, pair):
+            pairs = await svc.mappings.pairs(session.user_id)
+            if not pairs:
+                return framed_page(
+                    request, 403, "No access", NOT_MAPPED, link=("/", "Back to your dashboard")
+                )
+            pair = await _active_pair(svc, session, pairs)
+    except SessionEnded:
+        # Signed out in another tab (or revoked) while this request ran.
+        logger.info(
+            "the session ended during a proxied request", extra={"user_id": session.user_id}
+        )
+        ended = _session_ended(request, "expired")
+        cookies = svc.auth.cookies
+        cookies.delete(
+            ended, cookies.embed_session_name if session.embedded else cookies.session_name
+        )
+        return ended
+    scope = TokenScope(CONNECTION_ID, *pair)
+    try:
+        token = await svc.broker.get(scope)
     except UpstreamUnavailable as exc:
         retry, message = unavailable_retry(exc)
         logger.warning("vendor unavailable: %s", exc)
@@ -127,7 +144,48 @@ async def authorize_proxy(request: Request) -> str | Response:
             "Dashboard not available",
             "The dashboard connection is misconfigured. An administrator has been notified.",
         )
-    return token.value
+    return Grant(
+        session_id=session.id,
+        user_id=session.user_id,
+        pair=pair,
+        authorization=token.authorization,
+        renew=_renewer(svc, scope, token),
+    )
+
+
+def _session_ended(request: Request, reason: SignInReason | None) -> Response:
+    return framed_page(
+        request,
+        401,
+        "Session ended",
+        "Your session has ended. Sign in again to see the dashboard.",
+        link=(login_url(reason=reason), "Sign in"),
+    )
+
+
+def _renewer(
+    svc: Services, scope: TokenScope, refused: VendorToken
+) -> Callable[[], Awaitable[None]]:
+    async def renew() -> None:
+        """Purge ``refused`` from the broker, unless it is no longer the current token."""
+        try:
+            current = await svc.broker.get(scope)
+        except UpstreamError:
+            return  # no token to purge; the retry's authorize says why
+        if current.value != refused.value:
+            return  # obtained after this request started: not the one refused
+        logger.warning("the vendor refused a token before its expiry; purged")
+        if svc.settings.upstream.pair_scoped:
+            await svc.broker.purge(
+                connection_id=scope.connection_id,
+                tenant_id=scope.tenant_id,
+                sub_tenant_id=scope.sub_tenant_id,
+            )
+        else:
+            # One token serves every pair of this connection: that one was refused.
+            await svc.broker.purge(connection_id=scope.connection_id)
+
+    return renew
 
 
 async def _active_pair(svc: Services, session: Session, pairs: tuple[Pair, ...]) -> Pair:
@@ -143,7 +201,9 @@ async def _active_pair(svc: Services, session: Session, pairs: tuple[Pair, ...])
     return active
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
+def routes(
+    settings: Settings, proxy_metrics: ProxyMetrics, proxy_limits: ProxyLimits | None = None
+) -> list[BaseRoute]:
     target = (
         VendorTarget.from_dashboard_url(settings.dashboard_url)
         if settings.dashboard_url and settings.dashboard_delivery == "proxy"
@@ -152,5 +212,9 @@ def routes(settings: Settings) -> list[BaseRoute]:
     return [
         Route("/", dashboard, methods=["GET"], name="dashboard:index"),
         Route("/scope", switch_scope, methods=["POST"], name="dashboard:scope"),
-        Mount(PREFIX, app=VendorProxy(target, authorize_proxy), name="dashboard:vendor"),
+        Mount(
+            PREFIX,
+            app=VendorProxy(target, authorize_proxy, proxy_metrics, proxy_limits),
+            name="dashboard:vendor",
+        ),
     ]

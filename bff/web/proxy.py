@@ -1,14 +1,34 @@
 """``proxy`` delivery: the vendor dashboard served under the BFF's own ``/vendor/`` prefix.
 
 The browser never holds a vendor token. Each request under the prefix is checked
-by ``authorize`` (a signed-in session with a mapped scope), then forwarded to the
-one vendor directory :class:`~bff.web.vendor_target.VendorTarget` allows, carrying
-only an allowlist of harmless request headers plus ``Authorization: Bearer``
-added here. The browser's cookies, credentials, tenant headers and hop-by-hop
-headers never reach the vendor; the vendor's cookies and site-wide headers
-(``Set-Cookie``, ``Clear-Site-Data``, HSTS) never reach the browser, and its
-policy keeps every directive but ``frame-ancestors``. Bodies
-stream both ways; redirects are rewritten under the prefix or refused.
+by ``authorize`` (a signed-in session with a mapped pair, see :class:`Grant`),
+then forwarded to the one vendor directory :class:`~bff.web.vendor_target.VendorTarget`
+allows, carrying only an allowlist of harmless request headers plus the
+``Authorization`` header of the pair's token and the pair itself as
+``x-tenant-id`` / ``x-sub-tenant-id``, set here on every request: the browser
+never chooses the tenant. The browser's cookies, credentials, tenant headers and
+hop-by-hop headers never reach the vendor; the vendor's cookies and site-wide
+headers (``Set-Cookie``, ``Clear-Site-Data``, HSTS) never reach the browser, and
+its policy keeps every directive but ``frame-ancestors``. Responses stream;
+request bodies stream unless small (below); redirects are rewritten under the
+prefix or refused.
+
+A slow or greedy browser costs a bounded amount (:mod:`bff.web.proxy_limits`):
+a request holds one of a few slots per session and per user from authorization
+to its last byte (over the bound: 429, or 503 process-wide, with
+``Retry-After``), its body must arrive within deadlines (else 408), a browser
+that stops reading loses the response (the connection is closed) and the slot,
+and one that leaves stops the vendor read at once. The proxy has its own vendor
+connection pool; the broker's token calls never wait behind proxied traffic.
+
+When the vendor answers 401, the token may have been revoked upstream early:
+``Grant.renew`` drops it from the broker (unless a token obtained since has
+replaced it) and the request is sent once more with the pair's fresh token, if
+its body can be sent again: bodiless requests and bodies of at most
+``REPLAY_BODY_LIMIT`` bytes with a ``Content-Length``, which are read whole
+before they are sent. A streamed body is not replayed: its 401 is passed on and
+the next request carries the fresh token. A second 401 is passed on. Each case is
+counted in ``bff_proxy_token_refusals_total``.
 
 The proxied pages run on the BFF's origin, so the vendor's dashboard code is
 trusted like the BFF's own pages; the session cookie stays ``HttpOnly``.
@@ -16,22 +36,49 @@ trusted like the BFF's own pages; the session cookie stays ``HttpOnly``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import anyio
 import httpx2
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from bff.logs import request_id
 from bff.services import services
+from bff.web.proxy_limits import ProxyBusy, ProxyLimits, ProxySlots
+from bff.web.proxy_metrics import ProxyMetrics
 from bff.web.vendor_target import PREFIX, UnsafePath, VendorTarget
 
 logger = logging.getLogger(__name__)
 
-# Returns the vendor token for this request's session scope, or the response that refuses it.
-Authorize = Callable[[Request], Awaitable["str | Response"]]
+# Seed 004's names for the pair, as the vendor reads them.
+TENANT_HEADER = "x-tenant-id"
+SUB_TENANT_HEADER = "x-sub-tenant-id"
+
+
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    """What ``authorize`` allows one proxied request: whose it is, for which pair, and
+    the ``Authorization`` value of that pair's vendor token."""
+
+    session_id: str = dataclasses.field(repr=False)
+    user_id: int
+    pair: tuple[str, str]
+    authorization: str = dataclasses.field(repr=False)
+    # After the vendor refused this token: drops it from the broker, so the next
+    # ``authorize`` carries a fresh one, unless a token obtained since replaced it.
+    renew: Callable[[], Awaitable[None]] = dataclasses.field(repr=False, compare=False)
+
+
+# A request body to forward: none, read whole (can be sent again), or streamed.
+_Body = bytes | AsyncIterator[bytes] | None
+
+
+# The grant for this request's session, or the response that refuses it.
+Authorize = Callable[[Request], Awaitable["Grant | Response"]]
 
 _REQUEST_HEADERS = frozenset(
     {
@@ -82,12 +129,33 @@ FRAMED_PAGE_CSP = (
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+class _BodyTimeout(Exception):
+    """The browser stopped sending its request body (or took too long over it)."""
+
+
+class _SlowBrowser(Exception):
+    """The browser stopped taking the response; ``deadline`` names the one it missed."""
+
+    def __init__(self, deadline: str) -> None:
+        super().__init__(deadline)
+        self.deadline = deadline
+
+
 class VendorProxy:
     """ASGI app for ``Mount(PREFIX, app=VendorProxy(...))``."""
 
-    def __init__(self, target: VendorTarget | None, authorize: Authorize) -> None:
+    def __init__(
+        self,
+        target: VendorTarget | None,
+        authorize: Authorize,
+        metrics: ProxyMetrics,
+        limits: ProxyLimits | None = None,
+    ) -> None:
         self.target = target
         self.authorize = authorize
+        self.metrics = metrics
+        self.limits = limits or ProxyLimits()
+        self.slots = ProxySlots(self.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,20 +182,41 @@ class VendorProxy:
         granted = await self.authorize(request)
         if isinstance(granted, Response):
             return granted
-        upstream_request = httpx2.Request(
-            request.method,
-            url,
-            headers=_request_headers(request, granted),
-            content=_body(request) if _has_body(request) else None,
-        )
-        http = services(request).http
         try:
-            upstream = await http.send(upstream_request, stream=True, follow_redirects=False)
+            slot = self.slots.acquire(granted.session_id, granted.user_id)
+        except ProxyBusy as busy:
+            return self._busy(request, busy)
+        with slot:
+            return await self._exchange(request, url, granted, send)
+
+    async def _exchange(
+        self, request: Request, url: httpx2.URL, granted: Grant, send: Send
+    ) -> Response | None:
+        try:
+            body = await self._request_body(request)
+            upstream = await self._open(request, url, granted, body)
+        except _BodyTimeout:
+            self.metrics.limited.labels("body_deadline").inc()
+            logger.warning("a proxied request body did not arrive in time; answered 408")
+            timed_out = framed_page(
+                request, 408, "Request timed out", "The dashboard request took too long to send."
+            )
+            # The rest of the body may still trickle in: this connection is done.
+            timed_out.headers["Connection"] = "close"
+            return timed_out
+        except ClientDisconnect:
+            return None  # the browser left; nobody to answer
+        except httpx2.PoolTimeout:
+            self.metrics.limited.labels("vendor_pool").inc()
+            logger.warning("no vendor connection free for a proxied request")
+            return self._unavailable(request)
         except httpx2.HTTPError as exc:
             logger.warning("vendor dashboard unreachable: %s", type(exc).__name__)
             return framed_page(
                 request, 502, "Dashboard unreachable", "The dashboard could not be reached."
             )
+        if isinstance(upstream, Response):
+            return upstream
         try:
             headers = self._response_headers(upstream, url)
             if headers is None:
@@ -135,15 +224,144 @@ class VendorProxy:
                 return framed_page(
                     request, 502, "Dashboard not available", "The dashboard sent us elsewhere."
                 )
-            await send(
-                {"type": "http.response.start", "status": upstream.status_code, "headers": headers}
-            )
-            async for chunk in upstream.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._relay(request, upstream, headers, send)
         finally:
             await upstream.aclose()
         return None
+
+    async def _request_body(self, request: Request) -> _Body:
+        """The body to forward: read whole when small enough to be sent again."""
+        if not _has_body(request):
+            return None
+        length = _content_length(request)
+        if length is not None and length <= self.limits.replay_body_limit:
+            return b"".join([chunk async for chunk in self._body(request.receive)])
+        return self._body(request.receive)
+
+    async def _open(
+        self, request: Request, url: httpx2.URL, granted: Grant, body: _Body
+    ) -> httpx2.Response | Response:
+        """The vendor's streamed answer; after a 401 the token is renewed and, when the
+        body can be sent again, the request is sent once more."""
+        upstream = await self._send(request, url, granted, body)
+        if upstream.status_code != 401:
+            return upstream
+        try:
+            await granted.renew()
+        except BaseException:
+            await upstream.aclose()
+            raise
+        if not isinstance(body, bytes | None):
+            self.metrics.refused("not_replayable")
+            logger.warning("vendor refused a proxied request's token; renewed for the next one")
+            return upstream
+        await upstream.aclose()
+        again = await self.authorize(request)
+        if isinstance(again, Response):
+            return again
+        retried = await self._send(request, url, again, body)
+        if retried.status_code == 401:
+            self.metrics.refused("refused_again")
+            logger.warning("vendor refused a proxied request's fresh token too; passed on")
+        else:
+            self.metrics.refused("retried")
+            logger.info("vendor refused a proxied request's token; sent again with a fresh one")
+        return retried
+
+    async def _send(
+        self, request: Request, url: httpx2.URL, granted: Grant, body: _Body
+    ) -> httpx2.Response:
+        upstream_request = httpx2.Request(
+            request.method, url, headers=_request_headers(request, granted), content=body
+        )
+        http = services(request).http
+        return await http.send(upstream_request, stream=True, follow_redirects=False)
+
+    async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
+        """The browser's body as it arrives, or :class:`_BodyTimeout` past a deadline."""
+        deadline = anyio.current_time() + self.limits.body_deadline
+        while True:
+            wait = min(self.limits.body_idle_timeout, deadline - anyio.current_time())
+            message: Message | None = None
+            # The scope covers only the wait, never a yield.
+            with anyio.move_on_after(max(wait, 0.0)):
+                message = await receive()
+            if message is None:
+                raise _BodyTimeout
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def _relay(
+        self,
+        request: Request,
+        upstream: httpx2.Response,
+        headers: list[tuple[bytes, bytes]],
+        send: Send,
+    ) -> None:
+        """Stream the vendor's answer to the browser until it ends, the browser leaves,
+        or the browser misses a deadline (returning mid-response makes the server close
+        the browser's connection)."""
+        async with anyio.create_task_group() as group:
+            # uvicorn drops what is sent after a disconnect: without this watch the
+            # rest of a large answer would still be read from the vendor.
+            group.start_soon(_cancel_on_disconnect, request.receive, group.cancel_scope)
+            try:
+                await self._stream(upstream, headers, send)
+            except _SlowBrowser as slow:
+                self.metrics.limited.labels(slow.deadline).inc()
+                logger.warning("a browser stopped reading a proxied response (%s)", slow.deadline)
+            except httpx2.HTTPError as exc:
+                logger.warning("vendor dashboard failed mid-response: %s", type(exc).__name__)
+            finally:
+                group.cancel_scope.cancel()
+
+    async def _stream(
+        self, upstream: httpx2.Response, headers: list[tuple[bytes, bytes]], send: Send
+    ) -> None:
+        with anyio.move_on_after(self.limits.response_deadline) as whole:
+            start = {"type": "http.response.start", "status": upstream.status_code}
+            await self._give(send, {**start, "headers": headers})
+            async for chunk in upstream.aiter_raw():
+                await self._give(
+                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
+                )
+            await self._give(send, {"type": "http.response.body", "body": b"", "more_body": False})
+        if whole.cancelled_caught:
+            raise _SlowBrowser("response_deadline")
+
+    async def _give(self, send: Send, message: Message) -> None:
+        """``send``, unless the browser leaves it waiting past the send timeout."""
+        with anyio.move_on_after(self.limits.send_timeout) as waited:
+            await send(message)
+        if waited.cancelled_caught:
+            raise _SlowBrowser("send_timeout")
+
+    def _busy(self, request: Request, busy: ProxyBusy) -> Response:
+        self.metrics.limited.labels(busy.bound).inc()
+        logger.info("proxied request refused: %s bound reached", busy.bound)
+        if busy.bound == "total":
+            return self._unavailable(request)
+        return framed_page(
+            request,
+            429,
+            "Too many requests",
+            "The dashboard asked for too much at once. Retrying shortly.",
+            retry_after=self.limits.retry_after,
+        )
+
+    def _unavailable(self, request: Request) -> Response:
+        return framed_page(
+            request,
+            503,
+            "Dashboard busy",
+            "The dashboard is busy right now. Retrying shortly.",
+            retry_after=self.limits.retry_after,
+        )
 
     def _response_headers(
         self, upstream: httpx2.Response, url: httpx2.URL
@@ -214,13 +432,16 @@ def _raw_rest(scope: Scope) -> str | None:
         return None
 
 
-def _request_headers(request: Request, token: str) -> list[tuple[str, str]]:
+def _request_headers(request: Request, granted: Grant) -> list[tuple[str, str]]:
     headers = [
         (name, value)
         for name, value in request.headers.items()
         if name in _REQUEST_HEADERS and not _is_connection_header(request, name)
     ]
-    headers.append(("authorization", f"Bearer {token}"))
+    # The browser's own tenant headers are not in the allowlist: the pair is pinned here.
+    headers.append(("authorization", granted.authorization))
+    headers.append((TENANT_HEADER, granted.pair[0]))
+    headers.append((SUB_TENANT_HEADER, granted.pair[1]))
     return headers
 
 
@@ -236,7 +457,12 @@ def _has_body(request: Request) -> bool:
     return "content-length" in request.headers or "transfer-encoding" in request.headers
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
-    async for chunk in request.stream():
-        if chunk:
-            yield chunk
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the rest of a body the vendor did not wait for
+    scope.cancel()

@@ -1,4 +1,7 @@
-"""The proxy on its own: a tiny app with the proxy mounted, a recording fake vendor."""
+"""The proxy on its own: a tiny app with the proxy mounted, a recording fake vendor.
+
+Bounds, deadlines and the vendor-401 retry are in ``test_proxy_bounds.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import httpx2
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -18,11 +22,13 @@ from starlette.testclient import TestClient
 
 from bff.resources import static_dir
 from bff.web.errors import EXCEPTION_HANDLERS
-from bff.web.proxy import Authorize, VendorProxy
+from bff.web.proxy import Authorize, Grant, VendorProxy
+from bff.web.proxy_metrics import ProxyMetrics
 from bff.web.template_helpers import create_templates
 from bff.web.vendor_target import VendorTarget
 
 TOKEN = "vendor-token-for-acme-north"
+PAIR = ("acme", "north")
 VendorHandler = Callable[[httpx2.Request], Coroutine[None, None, httpx2.Response]]
 
 
@@ -41,6 +47,9 @@ class FakeVendor:
             return httpx2.Response(
                 302, headers={"Location": "/dashboard/landing?x=1"}, content=_chunks()
             )
+        if path.endswith("/redirect-up"):
+            # Relative, but above the dashboard's directory.
+            return httpx2.Response(302, headers={"Location": "../api/x"}, content=_chunks())
         if path == "/dashboard/redirect-outside":
             return httpx2.Response(
                 302, headers={"Location": "https://evil.example/steal"}, content=_chunks()
@@ -75,11 +84,26 @@ async def _chunks(*chunks: bytes) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def allow(request: Request) -> str | Response:
-    return TOKEN
+def grant(authorization: str = f"Bearer {TOKEN}", **fields: object) -> Grant:
+    async def renew() -> None:
+        pass
+
+    values: dict[str, object] = {
+        "session_id": "session-1",
+        "user_id": 1,
+        "pair": PAIR,
+        "authorization": authorization,
+        "renew": renew,
+    }
+    values.update(fields)
+    return Grant(**values)  # type: ignore[arg-type]
 
 
-async def deny(request: Request) -> str | Response:
+async def allow(request: Request) -> Grant | Response:
+    return grant()
+
+
+async def deny(request: Request) -> Grant | Response:
     return PlainTextResponse("sign in first", status_code=401)
 
 
@@ -96,8 +120,12 @@ class ProxyServices:
     templates: Jinja2Templates
 
 
-def _app(vendor: VendorHandler, authorize: Authorize = allow) -> Starlette:
-    target = VendorTarget.from_dashboard_url("http://vendor.test:9000/dashboard/")
+TARGET = VendorTarget.from_dashboard_url("http://vendor.test:9000/dashboard/")
+
+
+def _app(
+    vendor: VendorHandler, authorize: Authorize = allow, target: VendorTarget = TARGET
+) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, ProxyServices]]:
@@ -106,7 +134,7 @@ def _app(vendor: VendorHandler, authorize: Authorize = allow) -> Starlette:
 
     return Starlette(
         routes=[
-            Mount("/vendor", app=VendorProxy(target, authorize)),
+            Mount("/vendor", app=VendorProxy(target, authorize, ProxyMetrics(CollectorRegistry()))),
             Mount("/static", StaticFiles(directory=static_dir()), name="static"),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -169,8 +197,6 @@ def test_browser_credentials_and_tenant_headers_are_not_forwarded(
         "proxy-authorization",
         "x-api-key",
         "x-api-secret",
-        "x-tenant-id",
-        "x-sub-tenant-id",
         "x-forwarded-for",
         "x-forwarded-host",
         "forwarded",
@@ -182,8 +208,41 @@ def test_browser_credentials_and_tenant_headers_are_not_forwarded(
     ):
         assert forbidden not in names
     assert sent.headers.get_list("authorization") == [f"Bearer {TOKEN}"]
+    # The browser's tenant headers are gone; the grant's pair took their place.
+    assert sent.headers.get_list("x-tenant-id") == ["acme"]
+    assert sent.headers.get_list("x-sub-tenant-id") == ["north"]
     assert sent.headers["host"] == "vendor.test:9000"
     assert sent.headers["accept"] == "text/html"
+
+
+def test_the_pair_is_pinned_whatever_the_browser_sends(
+    client: TestClient, vendor: FakeVendor
+) -> None:
+    client.get(
+        "/vendor/page",
+        headers=[
+            ("X-Tenant-Id", "globex"),
+            ("X-Tenant-Id", "initech"),
+            ("X-Sub-Tenant-Id", "apac"),
+            ("Connection", "x-tenant-id"),
+        ],
+    )
+    (sent,) = vendor.seen
+    assert sent.headers.get_list("x-tenant-id") == ["acme"]
+    assert sent.headers.get_list("x-sub-tenant-id") == ["north"]
+
+
+def test_the_grants_authorization_goes_out_verbatim(vendor: FakeVendor) -> None:
+    """A static key presented as HTTP Basic (seed 002) goes out as the broker spelled it."""
+    basic = "Basic ZGVtby11c2VyOmRlbW8ta2V5"
+
+    async def basic_grant(request: Request) -> Grant | Response:
+        return grant(basic)
+
+    with TestClient(_app(vendor, authorize=basic_grant)) as client:
+        client.get("/vendor/page", headers={"Authorization": "Bearer browser-supplied"})
+    (sent,) = vendor.seen
+    assert sent.headers.get_list("authorization") == [basic]
 
 
 def test_vendor_cookies_and_site_wide_headers_do_not_reach_the_browser(

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import re
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
+import anyio
 import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from bff.app import create_app
+from bff.clock import ManualClock
 from bff.demo.faults import Fault
-from bff.settings import DeliveryMode
+from bff.demo.vendor import APIKEY_JWT_PATH
+from bff.settings import DeliveryMode, Settings, UpstreamSettings
+from tests.web.conftest import PUBLIC_URL
 from tests.web.dashboard_fixtures import (
     DASHBOARD_URL,
     VENDOR_URL,
@@ -22,7 +30,8 @@ from tests.web.dashboard_fixtures import (
     sign_in_analyst,
     vendor_heading,
 )
-from tests.web.helpers import form_token
+from tests.web.helpers import call, form_token, services_of
+from tests.web.test_session_ended import CLEARED, Hold
 
 _IFRAME_SRC = re.compile(r'<iframe class="dashboard"[^>]* src="([^"]*)"')
 _NONCE = re.compile(r"'nonce-([^']+)'")
@@ -158,8 +167,10 @@ class TestProxyInTheApp:
         (forwarded,) = vendor.requests
         assert forwarded.url.host == "vendor.test"
         assert "cookie" not in forwarded.headers
-        assert "x-tenant-id" not in forwarded.headers
-        assert forwarded.headers["authorization"] == f"Bearer {vendor.tokens[-1]}"
+        # The session's pair, set by the proxy; the browser's tenant headers are gone.
+        assert forwarded.headers.get_list("x-tenant-id") == ["acme"]
+        assert forwarded.headers.get_list("x-sub-tenant-id") == ["north"]
+        assert forwarded.headers.get_list("authorization") == [f"Bearer {vendor.tokens[-1]}"]
         assert "set-cookie" not in shown.headers
 
     def test_vendor_trouble_is_a_framed_self_retrying_notice(
@@ -195,3 +206,147 @@ class TestProxyInTheApp:
         )
         token_calls = [r for r in vendor.requests if r.url.path.endswith("auth/token")]
         assert all("x-api-key" in r.headers for r in token_calls)  # only the broker's own calls
+
+    def test_a_token_revoked_upstream_is_purged_and_the_request_sent_again(
+        self, client: TestClient, vendor: RecordingVendor
+    ) -> None:
+        sign_in_analyst(client)
+        client.get("/")
+        (first,) = vendor.tokens
+        vendor.requests.clear()
+        revoke_every_token(vendor)
+
+        shown = client.get("/vendor/")
+        assert shown.status_code == 200
+        assert vendor_heading(shown.text) == heading_for(("acme", "north"))
+        first_try, token_call, second_try = vendor.requests
+        assert first_try.headers["authorization"] == f"Bearer {first}"
+        assert token_call.url.path.endswith("/auth/token")
+        assert second_try.headers["authorization"] == f"Bearer {vendor.tokens[-1]}"
+        assert vendor.tokens[-1] != first
+        assert refusals(client, "retried") == 1
+
+    def test_a_token_obtained_after_the_request_started_is_not_purged(
+        self,
+        client: TestClient,
+        vendor: RecordingVendor,
+        monkeypatch: pytest.MonkeyPatch,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        """Two requests refused with the same token: the first renews it; the second,
+        held until then, retries with that fresh token instead of purging it too."""
+        sign_in_analyst(client)
+        client.get("/")
+        revoke_every_token(vendor)
+        reached, release = call(client, _events)
+        answer = vendor.handle_async_request
+
+        async def hold_the_second_refusal(request: httpx2.Request) -> httpx2.Response:
+            response = await answer(request)
+            if request.url.query == b"second=1" and not reached.is_set():
+                assert response.status_code == 401
+                reached.set()
+                await release.wait()
+            return response
+
+        monkeypatch.setattr(vendor, "handle_async_request", hold_the_second_refusal)
+        second = pool.submit(client.get, "/vendor/insights.json?second=1")
+        try:
+            call(client, reached.wait)
+            first = client.get("/vendor/insights.json")
+        finally:
+            call(client, _setter(release))
+        assert first.status_code == 200
+        assert second.result().status_code == 200
+        _, fresh = vendor.tokens  # no third token: the fresh one was kept
+        carried = [r.headers.get("authorization") for r in vendor.requests]
+        assert carried.count(f"Bearer {fresh}") == 2
+        assert refusals(client, "retried") == 2
+
+    def test_a_session_ending_during_a_proxied_request_gets_the_framed_notice(
+        self,
+        client: TestClient,
+        vendor: RecordingVendor,
+        monkeypatch: pytest.MonkeyPatch,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        """Held after the mappings were read, just before the first pair is stored in the
+        session; the session is revoked meanwhile, so storing it raises SessionEnded."""
+        user_id = sign_in_analyst(client)
+        mappings = services_of(client).mappings
+        hold = Hold(client)
+        monkeypatch.setattr(mappings, "pairs", hold.wrap_pairs(mappings.pairs))
+
+        running = pool.submit(client.get, "/vendor/")
+        try:
+            hold.wait_reached()
+            assert call(client, lambda: services_of(client).sessions.revoke_user(user_id)) == 1
+        finally:
+            hold.let_go()
+        response = running.result()
+        assert response.status_code == 401
+        assert "Your session has ended." in response.text
+        assert 'href="/login?reason=expired" target="_top"' in response.text
+        assert "frame-ancestors 'self'" in response.headers["content-security-policy"]
+        assert CLEARED in response.headers["set-cookie"]
+        assert vendor.requests == []
+
+
+def test_a_connection_wide_token_revoked_upstream_is_purged_for_the_connection(
+    settings: Settings, clock: ManualClock, vendor: RecordingVendor
+) -> None:
+    """An apikey-jwt token serves every pair (proxy mode pins the pair in headers):
+    the refused token is the connection's, so purging one pair would keep it."""
+    wide = dataclasses.replace(
+        settings,
+        upstream=UpstreamSettings(
+            kind="apikey-jwt",
+            base_url=VENDOR_URL,
+            api_key=vendor.config.api_key,
+            auth_url=APIKEY_JWT_PATH,
+        ),
+        dashboard_url=DASHBOARD_URL,
+        dashboard_delivery="proxy",
+    )
+    app = create_app(wide, clock=clock, vendor_transport=vendor)
+    with TestClient(app, base_url=PUBLIC_URL, follow_redirects=False) as client:
+        sign_in_analyst(client)
+        client.get("/")
+        revoke_every_token(vendor)
+        vendor.requests.clear()
+        shown = client.get("/vendor/")
+        assert shown.status_code == 200
+        # The vendor reads the pair from the headers the proxy pinned.
+        assert vendor_heading(shown.text) == heading_for(("acme", "north"))
+        assert vendor.config.calls["authenticate"] == 2
+        forwarded = [r for r in vendor.requests if r.url.path == "/dashboard/"]
+        assert [r.headers.get_list("x-tenant-id") for r in forwarded] == [["acme"]] * 2
+        assert refusals(client, "retried") == 1
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+def revoke_every_token(vendor: RecordingVendor) -> None:
+    """The vendor revokes every token it has issued (a new signing key)."""
+    vendor.config.signing_key = f"rotated-{vendor.config.signing_key}"
+
+
+def refusals(client: TestClient, outcome: str) -> float:
+    registry = services_of(client).registry
+    found = registry.get_sample_value("bff_proxy_token_refusals_total", {"outcome": outcome})
+    return found or 0.0
+
+
+async def _events() -> tuple[anyio.Event, anyio.Event]:
+    return anyio.Event(), anyio.Event()
+
+
+def _setter(event: anyio.Event) -> Callable[[], Awaitable[None]]:
+    async def set_it() -> None:
+        event.set()
+
+    return set_it
