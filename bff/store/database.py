@@ -43,14 +43,18 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 def create_engine(url: str) -> AsyncEngine:
+    """The one place engines are made. Bound values stay out of every error and log:
+    they are session ids, CSRF secrets, hashes and encrypted credentials."""
     if is_sqlite(url):
         path = _sqlite_file(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(async_url(url), connect_args={"timeout": 15})
+        engine = create_async_engine(
+            async_url(url), connect_args={"timeout": 15}, hide_parameters=True
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(async_url(url), pool_pre_ping=True)
+    return create_async_engine(async_url(url), pool_pre_ping=True, hide_parameters=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
