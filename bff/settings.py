@@ -216,6 +216,11 @@ def _parse(env: Mapping[str, str]) -> Settings:
 def check_connection_wide_delivery(upstream: UpstreamSettings, delivery: DeliveryMode) -> None:
     """A token that is not scoped to one pair must never reach a browser: such a
     connection works only through the proxy, which pins the pair server-side."""
+    if upstream.pair_token_url is not None and upstream.kind not in CONNECTION_WIDE_KINDS:
+        raise ConfigurationError(
+            "BFF_UPSTREAM_PAIR_TOKEN_URL",
+            f"is only for connection-wide kinds; {upstream.kind} tokens are already per pair",
+        )
     if upstream.auth_scheme == "basic":
         if upstream.kind != "static-bearer":
             raise ConfigurationError(

@@ -229,6 +229,19 @@ def test_header_exchange_is_pair_scoped_in_every_mode() -> None:
         assert settings.upstream.pair_scoped
 
 
+@pytest.mark.parametrize("delivery", ["proxy", "post"])
+def test_a_per_pair_step_for_a_per_pair_kind_is_refused_at_start_up(delivery: str) -> None:
+    # Not at the first request: the connector would refuse it in the lifespan, too late
+    # for one line and exit 2.
+    step = {"BFF_UPSTREAM_PAIR_TOKEN_URL": "/api/v1/partner/dashboard/token"}
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(vendor_env("header-exchange", delivery, **step), env_file=None)
+    assert caught.value.setting == "BFF_UPSTREAM_PAIR_TOKEN_URL"
+    assert caught.value.problem == (
+        "is only for connection-wide kinds; header-exchange tokens are already per pair"
+    )
+
+
 def test_basic_scheme_is_for_the_static_key_behind_the_proxy() -> None:
     basic = {"BFF_UPSTREAM_AUTH_SCHEME": "basic", "BFF_UPSTREAM_API_USERNAME": "reseller"}
     settings = Settings.from_env(vendor_env("static-bearer", "proxy", **basic), env_file=None)
