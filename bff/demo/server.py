@@ -15,16 +15,26 @@ from contextlib import contextmanager
 
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.config import LifespanType
+from uvicorn.config import HTTPProtocolType, LifespanType, LoopFactoryType
 
 _STARTUP_TIMEOUT = 15.0
 
 
 @contextmanager
 def serve_in_thread(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: LifespanType = "auto"
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    lifespan: LifespanType = "auto",
+    http: HTTPProtocolType = "auto",
+    loop: LoopFactoryType = "auto",
 ) -> Iterator[str]:
-    """Serve ``app`` until the block ends; yields its base URL (a free port unless given)."""
+    """Serve ``app`` until the block ends; yields its base URL (a free port unless given).
+
+    ``http`` and ``loop`` default, as in ``bff serve``, to httptools and uvloop when
+    installed; benches pass ``"h11"`` and ``"asyncio"`` to compare.
+    """
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
     # and without it every response split in two writes waits ~40 ms on delayed ACKs.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -34,6 +44,8 @@ def serve_in_thread(
     config = uvicorn.Config(
         app,
         lifespan=lifespan,
+        http=http,
+        loop=loop,
         log_config=None,
         access_log=False,
         server_header=False,
