@@ -115,6 +115,8 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=args.forwarded_allow_ips is not None,
         forwarded_allow_ips=args.forwarded_allow_ips,
         server_header=False,
+        # bff writes its own access record (bff.web.middleware), cheaper and redacted.
+        access_log=False,
     )
     return 0
 

@@ -327,6 +327,13 @@ def _exception(formatter: logging.Formatter, record: logging.LogRecord) -> str |
     return None
 
 
+# The ``extra`` key of fields a call site built from safe parts only (fixed words,
+# numbers, route templates, checked ids): written as they are, without the walk, so
+# the access record (one per request) costs little. Anything else goes in other extras.
+TRUSTED = "bff_trusted"
+_TRUSTED_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, extras,
     exception."""
@@ -334,7 +341,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message, unformatted_args = _message(record)
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": message,
@@ -345,6 +352,12 @@ class JsonFormatter(logging.Formatter):
         if unformatted_args is not None:
             entry["args"] = unformatted_args
         extras = record.__dict__.keys() - _STANDARD_ATTRS
+        trusted = record.__dict__.get(TRUSTED)
+        if type(trusted) is dict:
+            extras.discard(TRUSTED)
+            for name, value in trusted.items():
+                if type(name) is str and name not in _LINE_FIELDS:
+                    entry[name] = value if type(value) in _TRUSTED_TYPES else MASK
         if extras:
             walk = _Walk(for_json=True)
             for key, value in record.__dict__.items():
@@ -360,6 +373,18 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = redact(_text(record.stack_info))
         return _encode(entry)
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """ISO 8601 UTC with milliseconds; the part up to the second is made once a second."""
+    global _second
+    whole = int(created)
+    if _second[0] != whole:
+        _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((created - whole) * 1000):03d}+00:00"
 
 
 def _encode(entry: dict[str, Any]) -> str:
@@ -385,6 +410,12 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # The lines carry no source location, thread or process: skip collecting them
+    # (the logging HOWTO's "Optimization"; findCaller walks the stack on every record).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
