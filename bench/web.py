@@ -1,8 +1,9 @@
 """Dashboard page throughput against a bare Starlette page, in the same run.
 
-    .venv/bin/python -m bench.web                      # 3 rounds of 5 s per page
+    .venv/bin/python -m bench.web                  # 3 rounds x 5 s per page (httptools, uvloop)
+    .venv/bin/python -m bench.web --server h11     # uvicorn's pure-Python parser and asyncio
     .venv/bin/python -m bench.web --seconds 2 --rounds 1 --delivery proxy
-    .venv/bin/python -m bench.web --profile            # where bff's server thread spends its time
+    .venv/bin/python -m bench.web --profile        # where bff's server thread spends its time
 
 Both pages run as real uvicorn servers on 127.0.0.1 with the same configuration
 (:func:`bff.demo.server.serve_in_thread`), and both are loaded by the same load
@@ -12,7 +13,9 @@ and by a request count. Rounds alternate between the pages so drift hits both.
 
 The BFF page is a signed-in ``GET /`` with a warm token: the session, the
 mapping check, the broker's cache and the template, with the demo vendor behind
-it. The bare page returns HTML of the same size from a plain route.
+it. bff logs as in production: JSON lines at ``INFO``, an access record per
+request, written to a null device instead of a terminal. The bare page returns
+HTML of the same size from a plain route, with the same response headers.
 
 ``--profile`` runs cProfile in bff's server thread during the measured rounds
 (which slows bff, so its throughput is not comparable then) and prints the
@@ -27,6 +30,7 @@ import asyncio
 import cProfile
 import dataclasses
 import multiprocessing
+import os
 import pstats
 import re
 import secrets
@@ -37,6 +41,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from starlette.applications import Starlette
@@ -50,9 +55,16 @@ from bff.demo.run import prepare, settings_for
 from bff.demo.seed import DemoAccount
 from bff.demo.server import serve_in_thread
 from bff.demo.vendor import VendorConfig, create_vendor_app
+from bff.logs import configure_logging
 from bff.settings import DELIVERY_MODES
 
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.7
+# uvicorn's HTTP parser and loop: what `bff serve` picks when installed (the locked
+# set), and the pure-Python pair for comparison.
+SERVERS: dict[str, dict[str, Any]] = {
+    "httptools": {"http": "httptools", "loop": "uvloop"},
+    "h11": {"http": "h11", "loop": "asyncio"},
+}
 MAX_REQUESTS = 200_000
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -119,9 +131,9 @@ async def _load(
     return latencies, time.perf_counter() - started, failures
 
 
-def bare_app(body: str) -> Starlette:
+def bare_app(body: str, headers: dict[str, str]) -> Starlette:
     async def page(request: Request) -> Response:
-        return HTMLResponse(body)
+        return HTMLResponse(body, headers=headers)
 
     return Starlette(routes=[Route("/", page)])
 
@@ -183,7 +195,18 @@ _MIDDLEWARE_FILES = (
 )
 
 
-def signed_in_cookies(url: str, account: DemoAccount) -> tuple[dict[str, str], str]:
+# Headers of bff's page that the bare page sends too; the server adds the rest.
+_COPIED_HEADERS = (
+    "cache-control",
+    "content-security-policy",
+    "referrer-policy",
+    "x-content-type-options",
+    "x-frame-options",
+    "x-request-id",
+)
+
+
+def signed_in_cookies(url: str, account: DemoAccount) -> tuple[dict[str, str], httpx2.Response]:
     """Sign in as ``account``; returns the cookies and the warm dashboard page."""
     with httpx2.Client(base_url=url, timeout=30) as browser:
         token = _CSRF.search(browser.get("/login").text)
@@ -193,7 +216,7 @@ def signed_in_cookies(url: str, account: DemoAccount) -> tuple[dict[str, str], s
         assert signed_in.status_code == 303, signed_in.status_code
         page = browser.get("/")
         assert page.status_code == 200, page.status_code
-        return dict(browser.cookies.items()), page.text
+        return dict(browser.cookies.items()), page
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,19 +225,24 @@ def run(args: argparse.Namespace) -> int:
     )
     vendor = VendorConfig()
     with ExitStack() as stack:
+        # Entered first, closed last: every server logs into it until it has stopped.
+        null = stack.enter_context(open(os.devnull, "w"))
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         vendor_url = stack.enter_context(serve_in_thread(create_vendor_app(vendor)))
         port = args.port
         settings = dataclasses.replace(
             settings_for(vendor, vendor_url, port, directory / "bench.db", args.delivery),
-            log_level="WARNING",
+            log_level="INFO",
         )
         asyncio.run(prepare(settings, (account,)))
+        configure_logging(settings.log_level, null)
         profiler = cProfile.Profile()
         bff_app = Profiled(create_app(settings), profiler)
-        bff_url = stack.enter_context(serve_in_thread(bff_app, port=port))
+        server = SERVERS[args.server]
+        bff_url = stack.enter_context(serve_in_thread(bff_app, port=port, **server))
         cookies, page = signed_in_cookies(bff_url, account)
-        bare_url = stack.enter_context(serve_in_thread(bare_app(page)))
+        headers = {name: page.headers[name] for name in _COPIED_HEADERS if name in page.headers}
+        bare_url = stack.enter_context(serve_in_thread(bare_app(page.text, headers), **server))
         spawn = multiprocessing.get_context("spawn")
         pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=spawn))
         targets = {
@@ -248,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
 def report(bff: Result, bare: Result, args: argparse.Namespace) -> None:
     print(
         f"\n{args.rounds} round(s) x {args.seconds:g} s per page, "
-        f"{args.connections} connections, delivery={args.delivery}\n"
+        f"{args.connections} connections, delivery={args.delivery}, server={args.server}\n"
     )
     print("| page | requests | req/s | p50 ms | p99 ms | failures |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -266,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per page per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--server", choices=sorted(SERVERS), default="httptools", help="uvicorn's HTTP stack"
+    )
     parser.add_argument("--delivery", choices=DELIVERY_MODES, default="post")
     parser.add_argument("--port", type=int, default=18_080, help="the BFF's port")
     parser.add_argument(
