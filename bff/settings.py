@@ -234,7 +234,8 @@ def check_connection_wide_delivery(upstream: UpstreamSettings, delivery: Deliver
             raise ConfigurationError(
                 "BFF_DASHBOARD_DELIVERY",
                 "HTTP Basic credentials can only be used by the proxy; "
-                "set BFF_DASHBOARD_DELIVERY=proxy",
+                "set BFF_DASHBOARD_DELIVERY=proxy, or BFF_UPSTREAM_PAIR_TOKEN_URL so each "
+                "pair gets its own dashboard token",
             )
     if upstream.configured and not upstream.pair_scoped and delivery != "proxy":
         raise ConfigurationError(

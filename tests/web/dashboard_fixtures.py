@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from typing import Any
 
 import httpx2
 from starlette.applications import Starlette
@@ -17,7 +18,14 @@ from starlette.testclient import TestClient
 
 from bff.app import create_app
 from bff.clock import ManualClock
-from bff.demo.vendor import HEADER_EXCHANGE_PATH, VendorConfig, create_vendor_app
+from bff.demo.vendor import (
+    APIKEY_JWT_PATH,
+    HEADER_EXCHANGE_PATH,
+    OAUTH2_TOKEN_PATH,
+    PAIR_TOKEN_PATH,
+    VendorConfig,
+    create_vendor_app,
+)
 from bff.settings import DeliveryMode, Settings, UpstreamSettings
 from tests.web.helpers import make_user, sign_in
 
@@ -27,10 +35,16 @@ ANALYST = "analyst@example.com"
 ANALYST_PAIRS = (("acme", "north"), ("acme", "south"), ("globex", "emea"))
 OTHER_PAIR = ("initech", "west")
 _HEADING = re.compile(r"<h1>(Insights for [^<]+)</h1>")
+# The endpoints that issue a token for one pair, and those that issue one for the whole
+# connection (apikey-jwt's authentication, oauth2's grant).
+_PAIR_TOKEN_PATHS = frozenset({HEADER_EXCHANGE_PATH, PAIR_TOKEN_PATH})
+_CREDENTIAL_PATHS = frozenset({APIKEY_JWT_PATH, OAUTH2_TOKEN_PATH})
 
 
 class RecordingVendor(httpx2.AsyncBaseTransport):
-    """The demo vendor in-process; records requests and the tokens it hands out."""
+    """The demo vendor in-process; records requests and what it issued: ``tokens`` for
+    one pair each (header-exchange, the per-pair step) and ``credentials`` for the whole
+    connection (apikey-jwt tokens, oauth2 access and refresh tokens)."""
 
     def __init__(self, config: VendorConfig) -> None:
         self.config = config
@@ -38,23 +52,40 @@ class RecordingVendor(httpx2.AsyncBaseTransport):
         self._inner = httpx2.ASGITransport(app=self.app)
         self.requests: list[httpx2.Request] = []
         self.tokens: list[str] = []
+        self.credentials: list[str] = []
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         response = await self._inner.handle_async_request(request)
-        if request.url.path == HEADER_EXCHANGE_PATH and response.status_code == 200:
-            body = await response.aread()
-            token = json.loads(body)["data"]["token"]
-            if token:
-                self.tokens.append(token)
-            return httpx2.Response(response.status_code, headers=response.headers, content=body)
-        return response
+        path = request.url.path
+        if response.status_code != 200 or path not in _PAIR_TOKEN_PATHS | _CREDENTIAL_PATHS:
+            return response
+        body = await response.aread()
+        issued = _issued(json.loads(body))
+        if path in _PAIR_TOKEN_PATHS:
+            self.tokens.extend(issued)
+        else:
+            self.credentials.extend(issued)
+        return httpx2.Response(response.status_code, headers=response.headers, content=body)
 
     def pairs_requested(self) -> set[tuple[str, str]]:
         return set(self.config.pair_calls)
 
     def hosts(self) -> set[str]:
         return {request.url.host for request in self.requests}
+
+
+def _issued(answer: dict[str, Any]) -> list[str]:
+    """Every token in a token endpoint's answer: the three shapes bff reads, and
+    oauth2's refresh token."""
+    data = answer.get("data")
+    found = (
+        data.get("token") if isinstance(data, dict) else None,
+        answer.get("token"),
+        answer.get("access_token"),
+        answer.get("refresh_token"),
+    )
+    return [token for token in found if isinstance(token, str) and token]
 
 
 def vendor_settings(settings: Settings, config: VendorConfig, delivery: DeliveryMode) -> Settings:
