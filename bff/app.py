@@ -26,7 +26,7 @@ from bff.logs import register_secret
 from bff.metrics import HttpMetrics
 from bff.resources import static_dir
 from bff.services import Services
-from bff.settings import Settings
+from bff.settings import Settings, check_connection_wide_delivery
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
 from bff.web import dashboard, health, oidc_signin, signin, template_helpers
@@ -43,6 +43,7 @@ from bff.web.middleware import RequestContextMiddleware
 from bff.web.proxy_limits import ProxyLimits
 from bff.web.proxy_metrics import ProxyMetrics
 from bff.web.security import SecurityHeadersMiddleware, with_security_headers
+from bff.web.template_helpers import PageMemo
 from bff.web.vendor_target import PREFIX
 
 
@@ -56,6 +57,8 @@ def create_app(
     """Build the app. ``vendor_transport`` lets tests reach a vendor app in-process (both
     vendor clients then share it); ``proxy_limits`` replaces the proxy's bounds."""
     _register_secrets(settings)
+    # Settings.from_env checks this too; settings built in code must not skip it.
+    check_connection_wide_delivery(settings.upstream, settings.dashboard_delivery)
     clock = clock or SystemClock()
     registry = CollectorRegistry()
     templates = template_helpers.create_templates()
@@ -97,6 +100,7 @@ def create_app(
                             clock=clock,
                             registry=registry,
                             templates=templates,
+                            pages=PageMemo(templates),
                             secret_box=SecretBox(settings.encryption_keys),
                             database=database,
                             http=proxy_http,

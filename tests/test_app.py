@@ -9,7 +9,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bff.app import create_app
-from bff.settings import Settings
+from bff.errors import ConfigurationError
+from bff.settings import Settings, UpstreamSettings
 from bff.store.database import Database, create_engine
 from bff.store.migrate import upgrade
 
@@ -139,3 +140,20 @@ def test_the_app_can_start_twice(base_settings: Settings) -> None:
     for _ in range(2):
         with TestClient(app) as client:
             assert client.get("/healthz").status_code == 200
+
+
+def test_settings_built_in_code_cannot_put_a_connection_wide_token_in_pages(
+    base_settings: Settings,
+) -> None:
+    """Settings.from_env refuses this; create_app refuses it for settings made otherwise."""
+    wide = dataclasses.replace(
+        base_settings,
+        upstream=UpstreamSettings(
+            kind="static-bearer", base_url="https://vendor.example", api_key="static-key-123456"
+        ),
+        dashboard_url="https://vendor.example/embed/",
+        dashboard_delivery="post",
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        create_app(wide)
+    assert caught.value.setting == "BFF_DASHBOARD_DELIVERY"
