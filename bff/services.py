@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import httpx2
 from prometheus_client import CollectorRegistry
@@ -18,6 +19,9 @@ from bff.web.access import Mappings
 from bff.web.auth_services import AuthServices
 from bff.web.sessions import SessionStore
 
+if TYPE_CHECKING:  # it renders with the session helpers, which import this module
+    from bff.web.template_helpers import PageMemo
+
 
 @dataclasses.dataclass
 class Services:
@@ -25,6 +29,8 @@ class Services:
     clock: Clock
     registry: CollectorRegistry
     templates: Jinja2Templates
+    # Signed-in pages rendered once per (session, context); see PageMemo.
+    pages: PageMemo
     secret_box: SecretBox
     database: Database
     # The proxy's vendor client; the broker's token calls have their own (own pool), so

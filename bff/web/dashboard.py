@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from bff.broker.scope import TokenScope, VendorToken
@@ -85,7 +85,8 @@ async def dashboard(request: Request) -> Response:
         "embed": page,
         "frame_name": FRAME_NAME,
     }
-    return svc.templates.TemplateResponse(request, "dashboard.html", context, headers=headers)
+    html = svc.pages.render(request, "dashboard.html", context)
+    return HTMLResponse(html, headers=headers)
 
 
 async def switch_scope(request: Request) -> Response:

@@ -1,11 +1,13 @@
 """What every template can use: ``csrf_token()``, ``static_url()``, ``csp_nonce`` and
-``current_session``."""
+``current_session``; and :class:`PageMemo`, which renders a signed-in page once."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import MutableMapping
+import secrets
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, MutableMapping
 from typing import Any
 
 import jinja2
@@ -62,3 +64,50 @@ def _csrf_token(context: Context) -> str:
 
 def _request_context(request: Request) -> dict[str, Any]:
     return {"csp_nonce": csp_nonce(request), "current_session": current_session(request)}
+
+
+class PageMemo:
+    """Signed-in pages rendered once per everything they show, each response still with
+    its own CSP nonce.
+
+    A page is a pure function of its template, its context and the session (the
+    user's e-mail, the CSRF token derived from the session's secret). It is
+    rendered with a placeholder where the nonce goes, kept split around it, and
+    every response joins the pieces with that request's fresh nonce: the nonce
+    stays unique per response while the render (about half of a warm dashboard
+    view) happens once per (session, context). The placeholder is random per
+    process, so no value in a context can fake one.
+
+    The key is the whole input, so nothing needs invalidating: a changed mapping,
+    token or scope is a different key. At most ``size`` pages are kept, least
+    recently used first out; the cache lives in process memory beside the tokens
+    the broker already holds.
+    """
+
+    def __init__(self, templates: Jinja2Templates, size: int = 1024) -> None:
+        self._templates = templates
+        self._size = size
+        self._pages: OrderedDict[Hashable, tuple[str, ...]] = OrderedDict()
+        self._hole = f"nonce-{secrets.token_hex(16)}"
+
+    def render(self, request: Request, name: str, context: Mapping[str, Hashable]) -> str:
+        """``name`` rendered with ``context`` for this request's session and nonce."""
+        session = current_session(request)
+        key = (name, session, tuple(context.items()))
+        pieces = self._pages.get(key)
+        if pieces is None:
+            template = self._templates.get_template(name)
+            html = template.render(
+                {
+                    **context,
+                    "request": request,
+                    "csp_nonce": self._hole,
+                    "current_session": session,
+                }
+            )
+            pieces = self._pages[key] = tuple(html.split(self._hole))
+            if len(self._pages) > self._size:
+                self._pages.popitem(last=False)
+        else:
+            self._pages.move_to_end(key)
+        return csp_nonce(request).join(pieces)
