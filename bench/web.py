@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         port = args.port
         settings = dataclasses.replace(
             settings_for(vendor, vendor_url, port, directory / "bench.db", args.delivery),
-            log_level="INFO",
+            log_level=args.log_level,
         )
         asyncio.run(prepare(settings, (account,)))
         configure_logging(settings.log_level, null)
@@ -276,7 +276,8 @@ def run(args: argparse.Namespace) -> int:
 def report(bff: Result, bare: Result, args: argparse.Namespace) -> None:
     print(
         f"\n{args.rounds} round(s) x {args.seconds:g} s per page, "
-        f"{args.connections} connections, delivery={args.delivery}, server={args.server}\n"
+        f"{args.connections} connections, delivery={args.delivery}, server={args.server}, "
+        f"log level {args.log_level}\n"
     )
     print("| page | requests | req/s | p50 ms | p99 ms | failures |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -300,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--delivery", choices=DELIVERY_MODES, default="post")
     parser.add_argument("--port", type=int, default=18_080, help="the BFF's port")
+    parser.add_argument(
+        "--log-level", choices=("INFO", "WARNING"), default="INFO", help="bff's BFF_LOG_LEVEL"
+    )
     parser.add_argument(
         "--profile", action="store_true", help="profile bff's server thread (slows it)"
     )
