@@ -4,20 +4,19 @@ import asyncio
 import base64
 import io
 import sqlite3
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from bff.cli import main
 from bff.crypto import SecretBox
-from bff.demo.faults import Fault
 from bff.demo.server import serve_in_thread
 from bff.demo.vendor import PAIR_TOKEN_PATH, VendorConfig, create_vendor_app
 from bff.store.connections import connection_secrets, save_connection
 from bff.store.database import Database
 from bff.store.models import VendorConnection
 from bff.store.schema import prepare_schema
+from tests.broker.test_check import spy_on_tokens
 from tests.conftest import random_key
 
 PASSWORD = "correct horse battery staple"
@@ -226,15 +225,7 @@ def test_check_against_a_real_vendor_prints_nothing_secret(
     upstream: dict[str, str],
 ) -> None:
     vendor = VendorConfig(api_key=f"key-{random_key()}", api_secret=f"secret-{random_key()}")
-    issued: list[str] = []
-    original = vendor._issue
-
-    def spy(fault: Fault | None, extra: Mapping[str, str], *, credential: bool) -> str | None:
-        token = original(fault, extra, credential=credential)
-        issued.extend([token] if token else [])
-        return token
-
-    vendor._issue = spy  # type: ignore[method-assign]
+    issued = spy_on_tokens(vendor)
     with serve_in_thread(create_vendor_app(vendor)) as base_url:
         for name, value in {
             "BFF_UPSTREAM_BASE_URL": base_url,
