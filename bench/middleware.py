@@ -37,7 +37,7 @@ from bff.demo.run import prepare, settings_for
 from bff.demo.seed import DemoAccount
 from bff.demo.server import serve_in_thread
 from bff.demo.vendor import VendorConfig, create_vendor_app
-from bff.web.auth import SessionMiddleware
+from bff.web.auth.guard import SessionMiddleware
 
 
 class PassThrough:

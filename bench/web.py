@@ -188,8 +188,8 @@ def print_profile(profiler: cProfile.Profile, top: int = 25) -> None:
 _MIDDLEWARE_FILES = (
     "bff/web/middleware.py",
     "bff/web/security.py",
-    "bff/web/csrf.py",
-    "bff/web/auth.py",
+    "bff/web/auth/csrf.py",
+    "bff/web/auth/guard.py",
     "bff/web/body_limit.py",
     "starlette/middleware/",
 )

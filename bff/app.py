@@ -25,26 +25,28 @@ from bff.crypto import SecretBox
 from bff.logs import register_secret
 from bff.metrics import HttpMetrics
 from bff.resources import static_dir
-from bff.services import Services
 from bff.settings import Settings, check_connection_wide_delivery
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
-from bff.web import dashboard, health, oidc_signin, signin, template_helpers
-from bff.web.access import Mappings
-from bff.web.auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
-from bff.web.auth import SessionMiddleware
-from bff.web.auth_metrics import AuthMetrics
-from bff.web.auth_services import open_auth
+from bff.web import health, template_helpers
+from bff.web.auth import oidc_signin, signin
+from bff.web.auth.access import Mappings
+from bff.web.auth.csrf import CrossSiteMiddleware
+from bff.web.auth.guard import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
+from bff.web.auth.guard import SessionMiddleware
+from bff.web.auth.metrics import AuthMetrics
+from bff.web.auth.services import open_auth
 from bff.web.body_limit import BodyLimitMiddleware
-from bff.web.csrf import CrossSiteMiddleware
-from bff.web.delivery import warn_about_delivery
+from bff.web.dashboard import page as dashboard_page
+from bff.web.dashboard.delivery import warn_about_delivery
+from bff.web.dashboard.proxy_limits import ProxyLimits
+from bff.web.dashboard.proxy_metrics import ProxyMetrics
+from bff.web.dashboard.vendor_target import PREFIX
 from bff.web.errors import EXCEPTION_HANDLERS, server_error
 from bff.web.middleware import RequestContextMiddleware
-from bff.web.proxy_limits import ProxyLimits
-from bff.web.proxy_metrics import ProxyMetrics
 from bff.web.security import SecurityHeadersMiddleware, with_security_headers
+from bff.web.services import Services
 from bff.web.template_helpers import PageMemo
-from bff.web.vendor_target import PREFIX
 
 
 def create_app(
@@ -117,7 +119,7 @@ def create_app(
 
     routes = [
         # The dashboard first: routes are matched in order, and it is the busy one.
-        *dashboard.routes(settings, ProxyMetrics(registry), proxy_limits),
+        *dashboard_page.routes(settings, ProxyMetrics(registry), proxy_limits),
         *health.routes,
         *signin.routes,
         *oidc_signin.routes,

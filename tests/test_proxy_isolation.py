@@ -35,7 +35,7 @@ from bff.demo.run import prepare, settings_for
 from bff.demo.seed import demo_accounts
 from bff.demo.server import serve_in_thread
 from bff.demo.vendor import VendorConfig, create_vendor_app
-from bff.web.proxy_limits import MAX_PER_SESSION, ProxyLimits
+from bff.web.dashboard.proxy_limits import MAX_PER_SESSION, ProxyLimits
 from tests.test_serve import free_port
 
 STALLED = 120

@@ -17,7 +17,7 @@ import httpx2
 
 from tests.conftest import random_key
 
-# Failed sign-ins one client address may make per window (bff.web.ratelimit).
+# Failed sign-ins one client address may make per window (bff.web.auth.ratelimit).
 PER_ADDRESS = 50
 
 

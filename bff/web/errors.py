@@ -18,7 +18,7 @@ from starlette.types import ExceptionHandler
 
 from bff.errors import UpstreamRejected, UpstreamUnavailable
 from bff.logs import request_id
-from bff.services import services
+from bff.web.services import services
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bff.metrics import CONTENT_TYPE_LATEST, render
-from bff.services import services
+from bff.web.services import services
 
 
 async def healthz(request: Request) -> Response:

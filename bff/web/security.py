@@ -10,7 +10,7 @@ Defaults, each kept when a route already set its own value:
 - ``Referrer-Policy: same-origin``: no Referer ever leaves the site. Not
   ``no-referrer`` everywhere, because under that policy browsers send
   ``Origin: null`` on same-origin form posts, which the cross-site check in
-  :mod:`bff.web.csrf` then has to take on ``Sec-Fetch-Site`` alone. Pages that
+  :mod:`bff.web.auth.csrf` then has to take on ``Sec-Fetch-Site`` alone. Pages that
   carry a vendor token set ``no-referrer`` themselves.
 - ``X-Content-Type-Options: nosniff``.
 - ``Cache-Control: no-store`` on everything outside ``/static/``: pages depend on

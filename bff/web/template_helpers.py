@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from bff.resources import static_dir, templates_dir
-from bff.web.auth import current_session
-from bff.web.csrf import csrf_token
+from bff.web.auth.csrf import csrf_token
+from bff.web.auth.guard import current_session
 from bff.web.security import csp_nonce
 
 

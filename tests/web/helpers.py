@@ -19,10 +19,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bff.passwords import hash_password
-from bff.services import Services
 from bff.store.users import add_user, get_user, map_user
-from bff.web.auth import require_session
-from bff.web.csrf import csrf_token, require_csrf
+from bff.web.auth.csrf import csrf_token, require_csrf
+from bff.web.auth.guard import require_session
+from bff.web.services import Services
 
 PASSWORD = "correct horse battery staple"
 _T = TypeVar("_T")

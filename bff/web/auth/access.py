@@ -1,0 +1,121 @@
+"""Which (tenant, sub-tenant) a user may see: the database's mappings, checked on the
+server every time a pair is used, never a value the browser sent or the session
+remembered.
+
+Every page view asks, so the answers are cached in process the way sessions are
+(:mod:`bff.web.auth.sessions`): a user's pairs are re-read at most every
+``revalidate_seconds``, and at once whenever a pair is asked for that the cache
+does not hold, so a new mapping shows up on the next request. A mapping removed
+through :func:`remove_mapping` is forgotten at once and ends the sessions using
+it; one removed behind the server's back (another instance, a manual SQL fix)
+stops working within the revalidation window, like a session revoked elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+
+from sqlalchemy import select
+
+from bff.clock import Clock
+from bff.store.database import Database
+from bff.store.models import User, UserScope
+from bff.store.users import unmap_user
+from bff.web.auth.sessions import CACHE_SIZE, REVALIDATE_SECONDS, SessionStore
+
+Pair = tuple[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    pairs: tuple[Pair, ...]
+    fetched_at: float  # Clock.monotonic(): a stepped wall clock must not extend it
+
+
+class Mappings:
+    """The users' mapped pairs, read from the database behind an in-process cache."""
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock,
+        *,
+        revalidate_seconds: float = REVALIDATE_SECONDS,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self._revalidate = revalidate_seconds
+        self._cache_size = cache_size
+        self._cache: OrderedDict[int, _Entry] = OrderedDict()
+        # Bumped by every forget(): a read that overlapped one may predate the removal.
+        self._forgotten = 0
+
+    async def pairs(self, user_id: int) -> tuple[Pair, ...]:
+        """The user's mapped pairs, in a stable order; an empty answer is always re-read."""
+        entry = self._cache.get(user_id)
+        if entry is None or not entry.pairs or self._stale(entry):
+            entry = await self._fetch(user_id)
+        return entry.pairs
+
+    async def allows(self, user_id: int, pair: Pair) -> bool:
+        entry = self._cache.get(user_id)
+        if entry is not None and pair in entry.pairs and not self._stale(entry):
+            return True
+        # A miss is always asked of the database: the mapping may be new.
+        return pair in (await self._fetch(user_id)).pairs
+
+    def forget(self, user_id: int) -> None:
+        self._forgotten += 1
+        self._cache.pop(user_id, None)
+
+    def _stale(self, entry: _Entry) -> bool:
+        return self._clock.monotonic() - entry.fetched_at >= self._revalidate
+
+    async def _fetch(self, user_id: int) -> _Entry:
+        while True:
+            forgotten = self._forgotten
+            pairs = await self._read(user_id)
+            if forgotten == self._forgotten:
+                break
+            # A mapping was removed while this read ran: it may have seen it still
+            # there, and caching that would undo the removal for a whole window.
+        entry = _Entry(pairs, self._clock.monotonic())
+        self._cache[user_id] = entry
+        self._cache.move_to_end(user_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return entry
+
+    async def _read(self, user_id: int) -> tuple[Pair, ...]:
+        # One plain read on a pooled connection: an ORM unit of work (begin, flush,
+        # commit) would double its cost for nothing.
+        async with self._database.engine.connect() as connection:
+            rows = await connection.execute(
+                select(UserScope.tenant_id, UserScope.sub_tenant_id)
+                .where(UserScope.user_id == user_id)
+                .order_by(UserScope.tenant_id, UserScope.sub_tenant_id)
+            )
+            return tuple((tenant, sub_tenant) for tenant, sub_tenant in rows.all())
+
+
+async def remove_mapping(
+    database: Database, mappings: Mappings, sessions: SessionStore, user: User, pair: Pair
+) -> bool:
+    """Remove a mapping and end the sessions showing it, at once. False if there was none."""
+    async with database.session() as db:
+        removed = await unmap_user(db, user, *pair)
+    mappings.forget(user.id)
+    await sessions.revoke_scope(user.id, *pair)
+    return removed
+
+
+def parse_pair(value: object) -> Pair | None:
+    """``"tenant/sub-tenant"`` from the scope switcher; ids cannot contain ``/``."""
+    if not isinstance(value, str):
+        return None
+    tenant, slash, sub_tenant = value.partition("/")
+    if not slash or not tenant or not sub_tenant:
+        return None
+    return tenant, sub_tenant

@@ -1,0 +1,1 @@
+"""The end user's wing: the dashboard page, token delivery, the vendor proxy."""

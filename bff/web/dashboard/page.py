@@ -1,0 +1,221 @@
+"""The dashboard: ``GET /`` embeds the vendor dashboard for the session's active pair,
+``POST /scope`` switches pairs, and ``/vendor/…`` is the proxy in ``proxy`` mode.
+
+The active pair lives in the server-side session, and every use checks it
+against the user's mappings in the database again: a pair the browser names is
+refused unless mapped, and a remembered pair whose mapping is gone is dropped.
+The vendor token comes from the broker for exactly that pair; vendor failures
+propagate to the friendly 503/502 handlers (or, inside the proxied iframe, to a
+framed notice).
+
+In the proxy, :func:`authorize_proxy` turns the session into a
+:class:`~bff.web.dashboard.proxy.Grant`: a session that has ended, before or while the
+request ran, gets the framed "Session ended" notice (401), never an error page.
+When the vendor refuses a grant's token, the grant's ``renew`` purges it from the
+broker, unless the broker already holds another one: a token obtained after the
+request started is not the one the vendor refused, and purging it would only
+cost a token call per proxied request in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from bff.broker.scope import TokenScope, VendorToken
+from bff.errors import SessionEnded, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from bff.settings import Settings
+from bff.web.auth.access import Pair, parse_pair
+from bff.web.auth.csrf import require_csrf
+from bff.web.auth.guard import (
+    SignInReason,
+    current_session,
+    login_url,
+    require_session,
+    session_ended,
+)
+from bff.web.auth.sessions import Session
+from bff.web.dashboard.delivery import FRAME_NAME, PAGE_HEADERS, embed
+from bff.web.dashboard.proxy import Grant, VendorProxy, framed_page
+from bff.web.dashboard.proxy_limits import ProxyLimits
+from bff.web.dashboard.proxy_metrics import ProxyMetrics
+from bff.web.dashboard.vendor_target import PREFIX, VendorTarget
+from bff.web.errors import UNAVAILABLE, error_page, unavailable_retry
+from bff.web.security import content_security_policy, csp_nonce
+from bff.web.services import Services, services
+
+logger = logging.getLogger(__name__)
+
+# The default vendor connection, built from the BFF_UPSTREAM_* settings.
+CONNECTION_ID = "default"
+NOT_MAPPED = "You do not have access to that tenant."
+
+
+async def dashboard(request: Request) -> Response:
+    session = require_session(request)
+    svc = services(request)
+    pairs = await svc.mappings.pairs(session.user_id)
+    if not pairs:
+        return svc.templates.TemplateResponse(
+            request, "no_access.html", {"email": session.email}, status_code=403
+        )
+    active = await _active_pair(svc, session, pairs)
+    dashboard_url = svc.settings.dashboard_url
+    if dashboard_url is None:
+        return error_page(
+            request, 503, "Dashboard not configured", "No vendor dashboard has been configured."
+        )
+    token = await svc.broker.get(TokenScope(CONNECTION_ID, *active))
+    page = embed(svc.settings.dashboard_delivery, dashboard_url, token.value)
+    nonce = csp_nonce(request)
+    headers = {
+        **PAGE_HEADERS,
+        "Content-Security-Policy": content_security_policy(
+            nonce, frame_src=page.frame_src, form_action=page.form_action
+        ),
+    }
+    context = {
+        "scopes": pairs,
+        "active": active,
+        "embed": page,
+        "frame_name": FRAME_NAME,
+    }
+    html = svc.pages.render(request, "dashboard.html", context)
+    return HTMLResponse(html, headers=headers)
+
+
+async def switch_scope(request: Request) -> Response:
+    session = require_session(request)
+    form = await require_csrf(request)
+    svc = services(request)
+    pair = parse_pair(form.get("scope"))
+    if pair is None or not await svc.mappings.allows(session.user_id, pair):
+        logger.warning(
+            "refused a switch to an unmapped pair",
+            extra={"user_id": session.user_id, "requested": str(form.get("scope"))[:140]},
+        )
+        raise HTTPException(403, NOT_MAPPED)
+    await svc.sessions.set_scope(session.id, pair)
+    return RedirectResponse("/", status_code=303)
+
+
+async def authorize_proxy(request: Request) -> Grant | Response:
+    """The grant for a proxied request: the session's active pair, mapped right now."""
+    session = current_session(request)
+    if session is None:
+        return _session_ended(request, "expired" if session_ended(request) else None)
+    svc = services(request)
+    pair = session.scope
+    try:
+        if pair is None or not await svc.mappings.allows(session.user_id, pair):
+            pairs = await svc.mappings.pairs(session.user_id)
+            if not pairs:
+                return framed_page(
+                    request, 403, "No access", NOT_MAPPED, link=("/", "Back to your dashboard")
+                )
+            pair = await _active_pair(svc, session, pairs)
+    except SessionEnded:
+        # Signed out in another tab (or revoked) while this request ran.
+        logger.info(
+            "the session ended during a proxied request", extra={"user_id": session.user_id}
+        )
+        ended = _session_ended(request, "expired")
+        cookies = svc.auth.cookies
+        cookies.delete(
+            ended, cookies.embed_session_name if session.embedded else cookies.session_name
+        )
+        return ended
+    scope = TokenScope(CONNECTION_ID, *pair)
+    try:
+        token = await svc.broker.get(scope)
+    except UpstreamUnavailable as exc:
+        retry, message = unavailable_retry(exc)
+        logger.warning("vendor unavailable: %s", exc)
+        return framed_page(request, 503, UNAVAILABLE, message, retry_after=retry)
+    except UpstreamRejected as exc:
+        logger.error("vendor rejected our request (configuration error): %s", exc)
+        return framed_page(
+            request,
+            502,
+            "Dashboard not available",
+            "The dashboard connection is misconfigured. An administrator has been notified.",
+        )
+    return Grant(
+        session_id=session.id,
+        user_id=session.user_id,
+        pair=pair,
+        authorization=token.authorization,
+        renew=_renewer(svc, scope, token),
+    )
+
+
+def _session_ended(request: Request, reason: SignInReason | None) -> Response:
+    return framed_page(
+        request,
+        401,
+        "Session ended",
+        "Your session has ended. Sign in again to see the dashboard.",
+        link=(login_url(reason=reason), "Sign in"),
+    )
+
+
+def _renewer(
+    svc: Services, scope: TokenScope, refused: VendorToken
+) -> Callable[[], Awaitable[None]]:
+    async def renew() -> None:
+        """Purge ``refused`` from the broker, unless it is no longer the current token."""
+        try:
+            current = await svc.broker.get(scope)
+        except UpstreamError:
+            return  # no token to purge; the retry's authorize says why
+        if current.value != refused.value:
+            return  # obtained after this request started: not the one refused
+        logger.warning("the vendor refused a token before its expiry; purged")
+        if svc.settings.upstream.pair_scoped:
+            await svc.broker.purge(
+                connection_id=scope.connection_id,
+                tenant_id=scope.tenant_id,
+                sub_tenant_id=scope.sub_tenant_id,
+            )
+        else:
+            # One token serves every pair of this connection: that one was refused.
+            await svc.broker.purge(connection_id=scope.connection_id)
+
+    return renew
+
+
+async def _active_pair(svc: Services, session: Session, pairs: tuple[Pair, ...]) -> Pair:
+    """The session's pair when still mapped, else the first mapped pair (remembered)."""
+    if session.scope is not None and session.scope in pairs:
+        return session.scope
+    if session.scope is not None:
+        logger.info(
+            "dropped a session pair that is no longer mapped", extra={"user_id": session.user_id}
+        )
+    active = pairs[0]
+    await svc.sessions.set_scope(session.id, active)
+    return active
+
+
+def routes(
+    settings: Settings, proxy_metrics: ProxyMetrics, proxy_limits: ProxyLimits | None = None
+) -> list[BaseRoute]:
+    target = (
+        VendorTarget.from_dashboard_url(settings.dashboard_url)
+        if settings.dashboard_url and settings.dashboard_delivery == "proxy"
+        else None
+    )
+    return [
+        Route("/", dashboard, methods=["GET"], name="dashboard:index"),
+        Route("/scope", switch_scope, methods=["POST"], name="dashboard:scope"),
+        Mount(
+            PREFIX,
+            app=VendorProxy(target, authorize_proxy, proxy_metrics, proxy_limits),
+            name="dashboard:vendor",
+        ),
+    ]

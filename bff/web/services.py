@@ -1,0 +1,49 @@
+"""What the lifespan opens once and every route shares."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import httpx2
+from prometheus_client import CollectorRegistry
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+
+from bff.broker import TokenBroker
+from bff.clock import Clock
+from bff.crypto import SecretBox
+from bff.settings import Settings
+from bff.store.database import Database
+from bff.web.auth.access import Mappings
+from bff.web.auth.services import AuthServices
+from bff.web.auth.sessions import SessionStore
+
+if TYPE_CHECKING:  # it renders with the session helpers, which import this module
+    from bff.web.template_helpers import PageMemo
+
+
+@dataclasses.dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    registry: CollectorRegistry
+    templates: Jinja2Templates
+    # Signed-in pages rendered once per (session, context); see PageMemo.
+    pages: PageMemo
+    secret_box: SecretBox
+    database: Database
+    # The proxy's vendor client; the broker's token calls have their own (own pool), so
+    # proxied traffic never makes them wait for a connection.
+    http: httpx2.AsyncClient
+    sessions: SessionStore
+    mappings: Mappings
+    auth: AuthServices
+    broker: TokenBroker
+
+
+def services(request: Request) -> Services:
+    """The app's services, from the lifespan state."""
+    # Straight from the scope: ``request.state`` builds a wrapper object per access.
+    found: Services = request.scope["state"]["services"]
+    return found
