@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import orjson
+
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 MASK = "[REDACTED]"
@@ -388,6 +390,13 @@ def _timestamp(created: float) -> str:
 
 
 def _encode(entry: dict[str, Any]) -> str:
+    try:
+        # orjson: several times faster than the json module on every line; it refuses
+        # what it cannot write exactly (a lone surrogate, an integer beyond 64 bits), and
+        # the json module, which writes those, takes over.
+        return orjson.dumps(entry).decode()
+    except (TypeError, ValueError, RecursionError):
+        pass
     try:
         line = _ENCODER.encode(entry)
     except (TypeError, ValueError, RecursionError):  # a bug here must still give a line
