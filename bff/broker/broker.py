@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 
 import anyio
 import httpx2
+from prometheus_client import Counter
 
 from bff.broker.cache import InMemoryTokenCache, TokenCache, matches
 from bff.broker.circuit import CircuitBreaker
@@ -82,6 +83,8 @@ class _Connection:
     id: str
     connector: AnyConnector
     breaker: CircuitBreaker
+    # This connection's cache-hit counter, labelled once: a hit is every page view.
+    hits: Counter
     cooldown_until: datetime | None = None
     # Recent upstream call duration (seconds), so refreshes start early enough to finish.
     latency: float = 0.0
@@ -180,7 +183,8 @@ class TokenBroker:
             threshold=self._policy.circuit_threshold,
             open_for=self._policy.circuit_open_for,
         )
-        self._connections[connection_id] = _Connection(connection_id, connector, breaker)
+        hits = self._metrics.hits.labels(connection_id)
+        self._connections[connection_id] = _Connection(connection_id, connector, breaker, hits)
         self._metrics.circuit_state.labels(connection_id).set(0)
 
     async def remove_connection(self, connection_id: str) -> int:
@@ -206,7 +210,7 @@ class TokenBroker:
         now = self._clock.now()
         token = await self._cache.get(key)
         if token is not None and token.expires_at > now:
-            self._metrics.hits.labels(connection.id).inc()
+            connection.hits.inc()
             state = self._state(key, token, connection)
             state.wanted = True
             if self._background and state.refresh_at is not None and state.refresh_at <= now:

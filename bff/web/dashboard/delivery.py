@@ -41,6 +41,8 @@ class Embed:
     post_token: str | None = dataclasses.field(default=None, repr=False)
 
 
+# Every view of a pair asks again with the same token until it is renewed.
+@functools.lru_cache(maxsize=1024)
 def embed(mode: DeliveryMode, dashboard_url: str, token: str) -> Embed:
     """The embed for ``mode``; ``token`` is ignored in proxy mode, where the proxy adds it."""
     target = _target(dashboard_url)
