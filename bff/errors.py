@@ -6,11 +6,13 @@ boundary catches these classes only.
 
     BffError
      ├── ConfigurationError          a setting is missing or wrong (start-up, exit 2)
-     ├── InvalidIdentifierError      a tenant, sub-tenant or e-mail failed validation
+     ├── InvalidInputError           a value an operation was given is refused; names the field
+     │    └── InvalidIdentifierError a tenant, sub-tenant or e-mail failed validation
      ├── SecretDecryptionError       wrong key, tampered ciphertext, or a row copied elsewhere
      ├── NotFoundError               a named user, tenant or connection does not exist
      │    └── SessionEnded           the request's session ended while the request ran
      ├── AlreadyExistsError          creating something that is already there
+     ├── InUseError                  deleting something others still use (without cascade)
      └── UpstreamError               anything that went wrong while talking to the vendor
           ├── UpstreamRejected       400/401/403: the vendor says our configuration is wrong;
           │                          never retried in a loop, negatively cached
@@ -38,7 +40,15 @@ class ConfigurationError(BffError):
         self.problem = problem
 
 
-class InvalidIdentifierError(BffError, ValueError):
+class InvalidInputError(BffError, ValueError):
+    """A value given to an operation was refused; ``field`` names it when known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidIdentifierError(InvalidInputError):
     """An identifier failed validation; the message says which rule."""
 
 
@@ -57,6 +67,10 @@ class SessionEnded(NotFoundError):
 
 class AlreadyExistsError(BffError):
     """Creating an object that already exists."""
+
+
+class InUseError(BffError):
+    """Deleting an object that others still refer to; retry with a cascade to delete them too."""
 
 
 class UpstreamError(BffError):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -184,13 +185,14 @@ class PartnerCredential(Base):
 
 
 class ApiKey(Base):
-    """A personal admin API key; only its hash is stored."""
+    """A personal admin API key; only its hash is stored. Handles are per user."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("user_id", "handle"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    handle: Mapped[str] = mapped_column(String(64), unique=True)
+    handle: Mapped[str] = mapped_column(String(64))
     alias: Mapped[str | None] = mapped_column(String(200))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -202,7 +204,18 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(254))
-    action: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(254), index=True)
+    action: Mapped[str] = mapped_column(String(100), index=True)
     target: Mapped[str] = mapped_column(String(500), default="")
     detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class SetPasswordToken(Base):
+    """A one-time set-password link; only a hash of its token is stored."""
+
+    __tablename__ = "set_password_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

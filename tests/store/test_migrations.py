@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from bff.errors import ConfigurationError
 from bff.store.database import Database
@@ -26,6 +27,7 @@ TABLES = {
     "partner_credentials",
     "api_keys",
     "audit_log",
+    "set_password_tokens",
 }
 
 
@@ -82,5 +84,54 @@ async def test_postgresql_migrates_to_head(postgres_url: str) -> None:
         assert await current_revision(database.engine) == head_revision()
         await assert_schema_matches_models(database)
         await prepare_schema(database)  # now accepted
+    finally:
+        await database.dispose()
+
+
+async def _keys_survive_0002(database: Database) -> None:
+    await upgrade(database.engine, "0001")
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO users (id, email, is_admin, disabled, created_at) "
+                 "VALUES (1, 'a@example.com', false, false, CURRENT_TIMESTAMP), "
+                 "(2, 'b@example.com', false, false, CURRENT_TIMESTAMP)")
+        )  # fmt: skip
+        await connection.execute(
+            text("INSERT INTO api_keys (user_id, handle, key_hash, created_at) "
+                 "VALUES (1, 'ci', 'h1', CURRENT_TIMESTAMP)")
+        )  # fmt: skip
+    await upgrade(database.engine)
+    async with database.engine.begin() as connection:
+        # Handles are now unique per user, not across users.
+        await connection.execute(
+            text("INSERT INTO api_keys (user_id, handle, key_hash, created_at) "
+                 "VALUES (2, 'ci', 'h2', CURRENT_TIMESTAMP)")
+        )  # fmt: skip
+        rows = await connection.execute(text("SELECT user_id, handle FROM api_keys ORDER BY 1"))
+        assert rows.all() == [(1, "ci"), (2, "ci")]
+    with pytest.raises(IntegrityError):
+        async with database.engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO api_keys (user_id, handle, key_hash, created_at) "
+                     "VALUES (1, 'ci', 'h3', CURRENT_TIMESTAMP)")
+            )  # fmt: skip
+    await assert_schema_matches_models(database)
+
+
+async def test_0002_keeps_api_keys_and_scopes_handles_per_user_on_sqlite(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'bff.db'}")
+    try:
+        await _keys_survive_0002(database)
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.postgres
+async def test_0002_keeps_api_keys_and_scopes_handles_per_user_on_postgresql(
+    postgres_url: str,
+) -> None:
+    database = Database(postgres_url)
+    try:
+        await _keys_survive_0002(database)
     finally:
         await database.dispose()
