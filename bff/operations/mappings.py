@@ -1,0 +1,112 @@
+"""Mappings one user at a time: list, map one pair, replace the whole set."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bff import identifiers
+from bff.errors import InvalidInputError
+from bff.operations import audit
+from bff.operations.live import Live, mappings_removed
+from bff.store.database import Database
+from bff.store.models import SubTenant, UserScope
+from bff.store.users import get_user, map_user, unmap_user, user_scopes
+
+Pair = tuple[str, str]
+MAX_PAIRS_PER_USER = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Replaced:
+    added: list[Pair]
+    removed: list[Pair]
+    pairs: list[Pair]
+
+
+def parse_pair(tenant_id: object, sub_tenant_id: object) -> Pair:
+    if not isinstance(tenant_id, str):
+        raise InvalidInputError("tenant_id must be a string", field="tenant_id")
+    if not isinstance(sub_tenant_id, str):
+        raise InvalidInputError("sub_tenant_id must be a string", field="sub_tenant_id")
+    return identifiers.tenant_id(tenant_id), identifiers.sub_tenant_id(sub_tenant_id)
+
+
+async def list_for_user(database: Database, email: str) -> list[Pair]:
+    async with database.session() as db:
+        user = await get_user(db, identifiers.email(email))
+        return await user_scopes(db, user.id)
+
+
+async def map_pair(
+    database: Database, actor: str, email: str, tenant_id: str, sub_tenant_id: str
+) -> bool:
+    """Map a user to a pair, creating the pair if new (``bff users map``). False when
+    the mapping existed already."""
+    email = identifiers.email(email)
+    pair = parse_pair(tenant_id, sub_tenant_id)
+    async with database.session() as db:
+        user = await get_user(db, email)
+        created = await map_user(db, user, *pair)
+        if created:
+            await audit.record(db, actor, "mapping.add", f"{email} {pair[0]}/{pair[1]}")
+    return created
+
+
+async def replace_for_user(
+    database: Database,
+    actor: str,
+    email: str,
+    pairs: Iterable[Pair],
+    *,
+    live: Live | None = None,
+) -> Replaced:
+    """Make ``pairs`` the user's complete set; every pair must exist already. A removed
+    pair ends the sessions showing it, at once."""
+    email = identifiers.email(email)
+    wanted = sorted(set(pairs))
+    if len(wanted) > MAX_PAIRS_PER_USER:
+        raise InvalidInputError(f"at most {MAX_PAIRS_PER_USER} pairs per user", field="items")
+    async with database.session() as db:
+        user = await get_user(db, email)
+        await _require_pairs(db, wanted)
+        current = set(await user_scopes(db, user.id))
+        added = [pair for pair in wanted if pair not in current]
+        removed = sorted(current - set(wanted))
+        for pair in removed:
+            await unmap_user(db, user, *pair)
+        db.add_all(UserScope(user_id=user.id, tenant_id=t, sub_tenant_id=s) for t, s in added)
+        if added or removed:
+            await audit.record(
+                db,
+                actor,
+                "mapping.replace",
+                email,
+                {"added": [list(p) for p in added], "removed": [list(p) for p in removed]},
+            )
+        user_id = user.id
+    await mappings_removed(live, [(user_id, t, s) for t, s in removed])
+    return Replaced(added, removed, wanted)
+
+
+async def _require_pairs(db: AsyncSession, pairs: list[Pair]) -> None:
+    if not pairs:
+        return
+    known: set[Pair] = set()
+    for start in range(0, len(pairs), 500):
+        chunk = pairs[start : start + 500]
+        rows = await db.execute(
+            select(SubTenant.tenant_id, SubTenant.id).where(
+                tuple_(SubTenant.tenant_id, SubTenant.id).in_(chunk)
+            )
+        )
+        known.update((tenant, sub) for tenant, sub in rows.all())
+    missing = [pair for pair in pairs if pair not in known]
+    if missing:
+        tenant, sub = missing[0]
+        raise InvalidInputError(
+            f"no pair ({tenant}, {sub}); create the tenant and sub-tenant first", field="items"
+        )

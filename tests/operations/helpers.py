@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from sqlalchemy import select
+
+from bff.store.database import Database
+from bff.store.models import AuditEntry, User, UserScope
+from bff.store.users import add_user, ensure_scope, map_user
+
+ACTOR = "root@example.com"
+
+
+@dataclasses.dataclass
+class FakeLive:
+    """Records what an operation asked of the running server."""
+
+    revoked_users: list[int] = dataclasses.field(default_factory=list)
+    revoked_scopes: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
+    forgotten: list[int] = dataclasses.field(default_factory=list)
+
+    async def revoke_user(self, user_id: int) -> int:
+        self.revoked_users.append(user_id)
+        return 0
+
+    async def revoke_scope(self, user_id: int, tenant_id: str, sub_tenant_id: str) -> int:
+        self.revoked_scopes.append((user_id, tenant_id, sub_tenant_id))
+        return 0
+
+    def forget(self, user_id: int) -> None:
+        self.forgotten.append(user_id)
+
+
+async def seed(
+    database: Database,
+    users: Iterable[str] = (),
+    pairs: Iterable[tuple[str, str]] = (),
+    mapped: Iterable[tuple[str, str, str]] = (),
+) -> dict[str, int]:
+    ids = {}
+    async with database.session() as db:
+        for email in users:
+            ids[email] = (await add_user(db, email, None)).id
+        for pair in pairs:
+            await ensure_scope(db, *pair)
+        for email, tenant, sub in mapped:
+            user = await db.get(User, ids[email])
+            assert user is not None
+            await map_user(db, user, tenant, sub)
+    return ids
+
+
+async def all_mappings(database: Database) -> list[tuple[str, str, str]]:
+    async with database.session() as db:
+        rows = await db.execute(
+            select(User.email, UserScope.tenant_id, UserScope.sub_tenant_id)
+            .join(User, User.id == UserScope.user_id)
+            .order_by(User.email, UserScope.tenant_id, UserScope.sub_tenant_id)
+        )
+        return [(e, t, s) for e, t, s in rows.all()]
+
+
+async def audit_actions(database: Database) -> list[str]:
+    async with database.session() as db:
+        return list(await db.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))

@@ -1,0 +1,157 @@
+"""CSV import: every problem by line number, nothing applied unless everything is right."""
+
+from __future__ import annotations
+
+import pytest
+
+from bff.operations import audit, mapping_csv
+from bff.operations.live import Live
+from bff.operations.mapping_csv import LineError, import_csv, parse
+from bff.store.database import Database
+from tests.operations.helpers import ACTOR, FakeLive, all_mappings, audit_actions, seed
+
+pytestmark = pytest.mark.anyio
+
+ANN = "ann@example.com"
+BOB = "bob@example.com"
+HEADER = "email,tenant_id,sub_tenant_id\n"
+
+
+def test_each_problem_is_reported_with_its_line_number() -> None:
+    text = (
+        HEADER  # line 1
+        + "ann@example.com,acme,north\n"  # 2: fine
+        + "ann@example.com,acme\n"  # 3: a column short
+        + " ANN@example.com , acme , north \n"  # 4: the same row as line 2 once trimmed
+        + "not-an-email,acme,north\n"  # 5
+        + "bob@example.com,-acme,north\n"  # 6: invalid tenant id
+        + f"bob@example.com,acme,{'x' * 65}\n"  # 7: over-long sub-tenant id
+        + "\n"  # 8: blank lines are skipped
+        + "bob@example.com,acme,north,extra\n"  # 9
+    )
+    rows, errors = parse(text.encode())
+    assert [row.line for row in rows] == [2]
+    assert [(e.line, e.message.split(" ")[0]) for e in errors] == [
+        (3, "expected"),
+        (4, "duplicate"),
+        (5, "'not-an-email'"),
+        (6, "tenant"),
+        (7, "sub-tenant"),
+        (9, "expected"),
+    ]
+    assert errors[1].message == "duplicate of line 2"
+    assert "longer than 64" in errors[4].message
+
+
+@pytest.mark.parametrize(
+    "header", ["", "email,tenant_id\n", "email,tenant,sub_tenant\n", "ann@example.com,acme,north\n"]
+)
+def test_a_wrong_or_missing_header_is_line_1(header: str) -> None:
+    rows, errors = parse((header + "ann@example.com,acme,north\n").encode())
+    assert rows == []
+    assert errors == [
+        LineError(1, "the first line must be the header email,tenant_id,sub_tenant_id")
+    ]
+
+
+def test_a_bom_crlf_and_a_quoted_multiline_field_keep_the_line_numbers_right() -> None:
+    data = b"\xef\xbb\xbf" + b"Email,Tenant_ID,Sub_Tenant_ID\r\nann@example.com,acme,north\r\n"
+    rows, errors = parse(data)
+    assert (errors, [(r.line, r.email) for r in rows]) == ([], [(2, ANN)])
+    rows, errors = parse(f'{HEADER}"a\nb",acme,north\nann@example.com,acme,"-x"\n'.encode())
+    assert [e.line for e in errors] == [3, 4]
+
+
+def test_text_that_is_not_utf8_names_the_line() -> None:
+    rows, errors = parse(f"{HEADER}ann@example.com,acme,north\n".encode() + b"bob\xff,a,b\n")
+    assert (rows, errors) == ([], [LineError(3, "the file is not UTF-8 text")])
+
+
+async def test_unknown_users_and_pairs_are_errors_and_nothing_is_applied(
+    database: Database,
+) -> None:
+    await seed(database, [ANN], [("acme", "north")])
+    text = HEADER + f"{ANN},acme,north\nnobody@example.com,acme,north\n{ANN},acme,west\n"
+    report = await import_csv(database, ACTOR, text.encode())
+    assert report.errors == [
+        LineError(3, "no user nobody@example.com"),
+        LineError(4, "no pair (acme, west)"),
+    ]
+    assert not report.applied
+    assert await all_mappings(database) == []
+    assert await audit_actions(database) == []
+
+
+async def test_merge_adds_and_counts_unchanged(database: Database) -> None:
+    await seed(
+        database, [ANN, BOB], [("acme", "north"), ("acme", "south")], [(ANN, "acme", "north")]
+    )
+    text = HEADER + f"{ANN},acme,north\n{BOB},acme,south\n"
+    report = await import_csv(database, ACTOR, text.encode())
+    assert (report.added, report.removed, report.unchanged, report.errors) == (1, 0, 1, [])
+    assert report.applied
+    assert await all_mappings(database) == [(ANN, "acme", "north"), (BOB, "acme", "south")]
+    assert await audit_actions(database) == ["mapping.import"]
+
+
+async def test_replace_lists_its_removals_and_dry_run_changes_nothing(database: Database) -> None:
+    ids = await seed(
+        database,
+        [ANN, BOB],
+        [("acme", "north"), ("acme", "south")],
+        [(ANN, "acme", "north"), (BOB, "acme", "south")],
+    )
+    before = await all_mappings(database)
+    text = (HEADER + f"{ANN},acme,north\n{ANN},acme,south\n").encode()
+    preview = await import_csv(database, ACTOR, text, mode="replace", dry_run=True)
+    assert (preview.added, preview.removed, preview.unchanged) == (1, 1, 1)
+    assert [(r.email, r.tenant_id, r.sub_tenant_id) for r in preview.removals] == [
+        (BOB, "acme", "south")
+    ]
+    assert not preview.applied
+    assert await all_mappings(database) == before
+    assert await audit_actions(database) == []
+
+    live = FakeLive()
+    applied = await import_csv(
+        database, ACTOR, text, mode="replace", live=Live(sessions=live, mappings=live)
+    )
+    assert applied.applied
+    assert await all_mappings(database) == [(ANN, "acme", "north"), (ANN, "acme", "south")]
+    assert live.revoked_scopes == [(ids[BOB], "acme", "south")]
+    assert live.forgotten == [ids[BOB]]
+
+
+async def test_merge_dry_run_changes_nothing(database: Database) -> None:
+    await seed(database, [ANN], [("acme", "north")])
+    report = await import_csv(database, ACTOR, f"{HEADER}{ANN},acme,north\n".encode(), dry_run=True)
+    assert (report.added, report.applied) == (1, False)
+    assert await all_mappings(database) == []
+
+
+async def test_a_failure_mid_apply_leaves_nothing_changed(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = [f"u{n}@example.com" for n in range(30)]
+    await seed(database, users, [("acme", "north"), ("acme", "south")],
+               [(u, "acme", "north") for u in users])  # fmt: skip
+    before = await all_mappings(database)
+    # Small chunks, so the failure comes after several deletes and inserts went through.
+    monkeypatch.setattr(mapping_csv, "CHUNK", 7)
+
+    async def failing_record(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(audit, "record", failing_record)
+    text = HEADER + "".join(f"{u},acme,south\n" for u in users)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        await import_csv(database, ACTOR, text.encode(), mode="replace")
+    assert await all_mappings(database) == before
+
+
+async def test_export_round_trips_through_import(database: Database) -> None:
+    await seed(database, [ANN, BOB], [("acme", "north"), ("b", "1")],
+               [(ANN, "acme", "north"), (BOB, "b", "1")])  # fmt: skip
+    exported = await mapping_csv.export_csv(database)
+    report = await import_csv(database, ACTOR, exported.encode(), mode="replace", dry_run=True)
+    assert (report.added, report.removed, report.unchanged, report.errors) == (0, 0, 2, [])
