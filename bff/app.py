@@ -29,6 +29,7 @@ from bff.settings import Settings, check_connection_wide_delivery
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
 from bff.web import health, template_helpers
+from bff.web.admin import api as admin_api
 from bff.web.auth import oidc_signin, signin
 from bff.web.auth.access import Mappings
 from bff.web.auth.csrf import CrossSiteMiddleware
@@ -123,6 +124,7 @@ def create_app(
         *health.routes,
         *signin.routes,
         *oidc_signin.routes,
+        *admin_api.routes,
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(
@@ -130,7 +132,8 @@ def create_app(
         middleware=[
             Middleware(RequestContextMiddleware, metrics=HttpMetrics(registry)),
             Middleware(SecurityHeadersMiddleware, settings=settings),
-            Middleware(BodyLimitMiddleware, exempt=(f"{PREFIX}/",)),
+            # The CSV import reads its (larger) body against its own limit.
+            Middleware(BodyLimitMiddleware, exempt=(f"{PREFIX}/", admin_api.IMPORT_PATH)),
             Middleware(CrossSiteMiddleware, settings=settings),
             Middleware(SessionMiddleware, settings=settings),
         ],

@@ -1,5 +1,9 @@
 """Exception handlers: RFC 9457 problem+json under ``/api/``, friendly pages elsewhere.
 
+The operations' refusals map onto statuses here: invalid input 422 (a weak
+password too), not found 404, already exists and in use 409. Their messages are
+written for the user and carry no secret, so they are shown.
+
 No handler ever shows a traceback or an exception's text to the client; the
 request id on the page lets an operator find the logged details.
 """
@@ -16,8 +20,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
-from bff.errors import UpstreamRejected, UpstreamUnavailable
+from bff.errors import (
+    AlreadyExistsError,
+    InUseError,
+    InvalidInputError,
+    NotFoundError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from bff.logs import request_id
+from bff.passwords import WeakPasswordError
 from bff.web.services import services
 
 logger = logging.getLogger(__name__)
@@ -110,6 +122,26 @@ async def upstream_rejected(request: Request, exc: Exception) -> Response:
     )
 
 
+_REFUSALS: dict[type[Exception], int] = {
+    InvalidInputError: 422,
+    WeakPasswordError: 422,
+    NotFoundError: 404,
+    AlreadyExistsError: 409,
+    InUseError: 409,
+}
+
+
+async def operation_refused(request: Request, exc: Exception) -> Response:
+    """An operation refused its input; the message names the field and is safe to show."""
+    status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
+    phrase = HTTPStatus(status).phrase
+    field = getattr(exc, "field", None)
+    if wants_problem(request):
+        extra = {"field": field} if field else {}
+        return problem(status, str(exc), **extra)
+    return error_page(request, status, phrase, str(exc))
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     logger.error("unhandled error", exc_info=exc)
     return error_page(
@@ -126,5 +158,6 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     HTTPException: http_exception,
     UpstreamUnavailable: upstream_unavailable,
     UpstreamRejected: upstream_rejected,
+    **dict.fromkeys(_REFUSALS, operation_refused),
     Exception: server_error,
 }

@@ -1,0 +1,1 @@
+"""The admin wing: the admin API (and, from another session, the console pages)."""

@@ -1,0 +1,53 @@
+"""The operations' refusals become problem+json under /api/ and friendly pages elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from bff.errors import AlreadyExistsError, InUseError, InvalidInputError, NotFoundError
+from bff.passwords import WeakPasswordError
+
+REFUSALS: dict[str, tuple[Exception, int]] = {
+    "invalid": (InvalidInputError("name is too long", field="name"), 422),
+    "weak": (WeakPasswordError("the password is too easy to guess"), 422),
+    "missing": (NotFoundError("no user x@example.com"), 404),
+    "exists": (AlreadyExistsError("a tenant acme already exists"), 409),
+    "in-use": (InUseError("acme is used by 1 mapping(s)"), 409),
+}
+
+
+@pytest.fixture
+def app(app: Starlette) -> Starlette:
+    async def refuse(request: Request) -> Response:
+        raise REFUSALS[request.path_params["kind"]][0]
+
+    app.router.routes.extend(
+        [Route("/api/_refuse/{kind}", refuse), Route("/_refuse/{kind}", refuse)]
+    )
+    return app
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSALS))
+def test_refusals_are_problems_under_the_api(client: TestClient, kind: str) -> None:
+    error, status = REFUSALS[kind]
+    response = client.get(f"/api/_refuse/{kind}")
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert (body["status"], body["detail"]) == (status, str(error))
+    assert body.get("field") == getattr(error, "field", None)
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSALS))
+def test_refusals_are_pages_elsewhere(client: TestClient, kind: str) -> None:
+    error, status = REFUSALS[kind]
+    response = client.get(f"/_refuse/{kind}")
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert str(error) in response.text
+    assert "Traceback" not in response.text
