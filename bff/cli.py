@@ -1,4 +1,4 @@
-"""The ``bff`` command: serve | demo | migrate | users | check | reencrypt.
+"""The ``bff`` command: serve | demo | migrate | users | api-keys | check | reencrypt.
 
 Every failure is one clear line on stderr and a non-zero exit: 2 for bad
 settings or usage, 1 for anything else that went wrong.
@@ -85,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     map_.add_argument("--sub-tenant", required=True)
     map_.set_defaults(command=_users_map)
 
+    keys = commands.add_parser("api-keys", help="manage personal API keys")
+    key_commands = keys.add_subparsers(title="API key commands", required=True, metavar="ACTION")
+    create_key = key_commands.add_parser(
+        "create", help="create a personal API key for a user; prints its token alone on stdout"
+    )
+    create_key.add_argument("email")
+    create_key.add_argument("--handle", required=True, help="the key's name, unique per user")
+    create_key.add_argument("--alias", help="an optional description")
+    create_key.set_defaults(command=_api_keys_create)
+
     check = commands.add_parser("check", help="validate settings and call the vendor once")
     check.add_argument("--tenant", required=True, help="tenant id to request a token for")
     check.add_argument("--sub-tenant", required=True, help="sub-tenant id to request a token for")
@@ -147,20 +157,30 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# What the audit log names as the actor of a command-line change.
+CLI_ACTOR = "cli"
+
+
 def _users_add(args: argparse.Namespace) -> int:
     from bff import identifiers
-    from bff.passwords import check_strength, hash_password
-    from bff.store.users import add_user
+    from bff.clock import SystemClock
+    from bff.operations import users
+    from bff.passwords import check_strength
 
     settings = Settings.from_env()
     email = identifiers.email(args.email)
     password = _read_password(sys.stdin)
-    check_strength(password, email)
-    password_hash = hash_password(password)
+    check_strength(password, email)  # before anything touches the database
 
     async def run(database: Database) -> None:
-        async with database.session() as session:
-            await add_user(session, email, password_hash, is_admin=args.admin)
+        await users.create_user(
+            database,
+            CLI_ACTOR,
+            email,
+            is_admin=args.admin,
+            password=password,
+            now=SystemClock().now(),
+        )
 
     _with_database(settings, run)
     print(f"created {'admin' if args.admin else 'user'} {email}")
@@ -168,19 +188,37 @@ def _users_add(args: argparse.Namespace) -> int:
 
 
 def _users_map(args: argparse.Namespace) -> int:
-    from bff.store.users import get_user, map_user
+    from bff.operations import mappings
 
     settings = Settings.from_env()
 
     async def run(database: Database) -> bool:
-        async with database.session() as session:
-            user = await get_user(session, args.email)
-            return await map_user(session, user, args.tenant, args.sub_tenant)
+        return await mappings.map_pair(
+            database, CLI_ACTOR, args.email, args.tenant, args.sub_tenant
+        )
 
     created = _with_database(settings, run)
     state = "mapped" if created else "already mapped"
     pair = f"({args.tenant.strip()}, {args.sub_tenant.strip()})"
     print(f"{state}: {args.email.strip().lower()} -> {pair}")
+    return 0
+
+
+def _api_keys_create(args: argparse.Namespace) -> int:
+    from bff.operations import api_keys
+
+    settings = Settings.from_env()
+
+    async def run(database: Database) -> api_keys.CreatedKey:
+        return await api_keys.create_key(database, CLI_ACTOR, args.email, args.handle, args.alias)
+
+    created = _with_database(settings, run)
+    print(
+        f"created API key {created.key.handle} for {args.email.strip().lower()}; "
+        "the token below is shown only this once",
+        file=sys.stderr,
+    )
+    print(created.token)
     return 0
 
 

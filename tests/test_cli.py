@@ -2,8 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import io
+import os
+import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,7 +51,8 @@ def query(path: Path, sql: str) -> list[tuple[object, ...]]:
 def test_help_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--help"], ["serve", "--help"], ["migrate", "--help"], ["users", "--help"],
                  ["users", "add", "--help"], ["users", "map", "--help"], ["check", "--help"],
-                 ["reencrypt", "--help"]):  # fmt: skip
+                 ["reencrypt", "--help"], ["api-keys", "--help"],
+                 ["api-keys", "create", "--help"]):  # fmt: skip
         with pytest.raises(SystemExit) as exited:
             main(argv)
         assert exited.value.code == 0
@@ -58,9 +64,9 @@ def test_migrate_creates_the_default_sqlite_file(
 ) -> None:
     code, out, _ = run(monkeypatch, capsys, "migrate")
     assert code == 0
-    assert "revision 0001" in out
+    assert "revision 0002" in out
     assert query(bff_env / "var" / "bff.db", "SELECT version_num FROM alembic_version") == [
-        ("0001",)
+        ("0002",)
     ]
 
 
@@ -111,6 +117,11 @@ def test_users_add_and_map(
     assert PASSWORD not in str(password_hash)
     assert query(db, "SELECT tenant_id, sub_tenant_id FROM user_scopes") == [("acme", "eu-1")]
     assert query(db, "SELECT tenant_id, id FROM sub_tenants") == [("acme", "eu-1")]
+    # The same operations as the admin API, so the same audit trail.
+    assert query(db, "SELECT actor, action, target FROM audit_log ORDER BY id") == [
+        ("cli", "user.create", "ada@example.com"),
+        ("cli", "mapping.add", "ada@example.com acme/eu-1"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -258,3 +269,79 @@ def test_check_refuses_a_connection_wide_kind_outside_the_proxy_without_the_pair
     [line] = err.splitlines()
     assert "BFF_DASHBOARD_DELIVERY" in line and "BFF_UPSTREAM_PAIR_TOKEN_URL" in line
     assert "static-key-that-must-not-leak" not in err
+
+
+def _bff_process(env_dir: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[bytes]:
+    """``bff`` as a separate process, in ``env_dir`` with the test's BFF_* environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "bff", *argv],
+        cwd=env_dir,
+        input=stdin.encode(),
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        check=False,
+        timeout=60,
+    )
+
+
+def test_api_keys_create_prints_the_token_alone_on_stdout(
+    bff_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(monkeypatch, capsys, "users", "add", "ada@example.com", stdin=PASSWORD)[0] == 0
+    created = _bff_process(bff_env, "api-keys", "create", " Ada@Example.com", "--handle", "ci",
+                           "--alias", "CI runner")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert re.fullmatch(rb"bffk_[A-Za-z0-9_-]{43}\n", created.stdout)
+    assert b"created API key ci for ada@example.com" in created.stderr
+    token = created.stdout.decode().strip()
+    db = bff_env / "var" / "bff.db"
+    [(handle, alias, key_hash)] = query(db, "SELECT handle, alias, key_hash FROM api_keys")
+    assert (handle, alias) == ("ci", "CI runner")
+    assert key_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert token.encode() not in b"".join(p.read_bytes() for p in db.parent.iterdir())
+
+
+def test_a_shell_captures_exactly_the_token(
+    bff_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(monkeypatch, capsys, "users", "add", "ada@example.com", stdin=PASSWORD)[0] == 0
+    script = (
+        f'TOKEN=$("{sys.executable}" -m bff api-keys create ada@example.com --handle ci) '
+        '&& printf "[%s]" "$TOKEN"'
+    )
+    shell = subprocess.run(
+        ["sh", "-c", script],
+        cwd=bff_env,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        check=False,
+        timeout=60,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert re.fullmatch(rb"\[bffk_[A-Za-z0-9_-]{43}\]", shell.stdout)
+
+
+@pytest.mark.parametrize(
+    ("setup", "argv", "message"),
+    [
+        (False, ["nobody@example.com", "--handle", "ci"], "no user nobody@example.com"),
+        (True, ["ada@example.com", "--handle=-ci"], "handle '-ci' may contain only"),
+        (True, ["ada@example.com", "--handle", "main"], "already exists"),
+    ],
+)
+def test_api_keys_create_errors_print_nothing_on_stdout(
+    bff_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    setup: bool,
+    argv: list[str],
+    message: str,
+) -> None:
+    if setup:
+        assert run(monkeypatch, capsys, "users", "add", "ada@example.com", stdin=PASSWORD)[0] == 0
+        assert run(monkeypatch, capsys, "api-keys", "create", "ada@example.com",
+                   "--handle", "main")[0] == 0  # fmt: skip
+    code, out, err = run(monkeypatch, capsys, "api-keys", "create", *argv)
+    assert (code, out) == (1, "")
+    assert message in err
+    assert err.count("\n") == 1
