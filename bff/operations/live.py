@@ -38,8 +38,7 @@ async def user_changed(live: Live | None, user_id: int) -> None:
 
 
 async def mappings_removed(live: Live | None, removed: Iterable[tuple[int, str, str]]) -> None:
-    """Mappings were removed: forget the users' pairs, end the sessions showing them
-    (what :func:`bff.web.auth.access.remove_mapping` does for one)."""
+    """Mappings were removed: forget the users' pairs, end the sessions showing them."""
     if live is None:
         return
     removed = list(removed)

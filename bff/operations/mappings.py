@@ -1,4 +1,4 @@
-"""Mappings one user at a time: list, map one pair, replace the whole set."""
+"""Mappings one user at a time: list, map or unmap one pair, replace the whole set."""
 
 from __future__ import annotations
 
@@ -54,6 +54,28 @@ async def map_pair(
         if created:
             await audit.record(db, actor, "mapping.add", f"{email} {pair[0]}/{pair[1]}")
     return created
+
+
+async def unmap_pair(
+    database: Database,
+    actor: str,
+    email: str,
+    pair: Pair,
+    *,
+    live: Live | None = None,
+) -> bool:
+    """Remove one mapping and end the sessions showing it, at once. False if there was
+    none."""
+    email = identifiers.email(email)
+    pair = parse_pair(*pair)
+    async with database.session() as db:
+        user = await get_user(db, email)
+        removed = await unmap_user(db, user, *pair)
+        if removed:
+            await audit.record(db, actor, "mapping.remove", f"{email} {pair[0]}/{pair[1]}")
+        user_id = user.id
+    await mappings_removed(live, [(user_id, *pair)] if removed else [])
+    return removed
 
 
 async def replace_for_user(

@@ -64,7 +64,7 @@ async def map_user(session: AsyncSession, user: User, tenant_id: str, sub_tenant
 
 async def unmap_user(session: AsyncSession, user: User, tenant_id: str, sub_tenant_id: str) -> bool:
     """Delete the mapping row only. A running server learns of it through
-    :func:`bff.web.auth.access.remove_mapping`, which also ends the sessions using it;
+    :func:`bff.operations.mappings.unmap_pair`, which also ends the sessions using it;
     otherwise its caches keep the pair for up to their revalidation window."""
     result = await session.execute(
         delete(UserScope).where(

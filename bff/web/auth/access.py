@@ -6,8 +6,8 @@ Every page view asks, so the answers are cached in process the way sessions are
 (:mod:`bff.web.auth.sessions`): a user's pairs are re-read at most every
 ``revalidate_seconds``, and at once whenever a pair is asked for that the cache
 does not hold, so a new mapping shows up on the next request. A mapping removed
-through :func:`remove_mapping` is forgotten at once and ends the sessions using
-it; one removed behind the server's back (another instance, a manual SQL fix)
+through :func:`bff.operations.mappings.unmap_pair` is forgotten at once and ends the
+sessions using it; one removed behind the server's back (another instance, a manual SQL fix)
 stops working within the revalidation window, like a session revoked elsewhere.
 """
 
@@ -20,9 +20,8 @@ from sqlalchemy import select
 
 from bff.clock import Clock
 from bff.store.database import Database
-from bff.store.models import User, UserScope
-from bff.store.users import unmap_user
-from bff.web.auth.sessions import CACHE_SIZE, REVALIDATE_SECONDS, SessionStore
+from bff.store.models import UserScope
+from bff.web.auth.sessions import CACHE_SIZE, REVALIDATE_SECONDS
 
 Pair = tuple[str, str]
 
@@ -98,17 +97,6 @@ class Mappings:
                 .order_by(UserScope.tenant_id, UserScope.sub_tenant_id)
             )
             return tuple((tenant, sub_tenant) for tenant, sub_tenant in rows.all())
-
-
-async def remove_mapping(
-    database: Database, mappings: Mappings, sessions: SessionStore, user: User, pair: Pair
-) -> bool:
-    """Remove a mapping and end the sessions showing it, at once. False if there was none."""
-    async with database.session() as db:
-        removed = await unmap_user(db, user, *pair)
-    mappings.forget(user.id)
-    await sessions.revoke_scope(user.id, *pair)
-    return removed
 
 
 def parse_pair(value: object) -> Pair | None:

@@ -10,11 +10,13 @@ import anyio
 import pytest
 
 from bff.clock import ManualClock
+from bff.operations.live import Live
+from bff.operations.mappings import unmap_pair
 from bff.store.database import Database
 from bff.store.migrate import upgrade
 from bff.store.models import User
 from bff.store.users import add_user, map_user
-from bff.web.auth.access import Mappings, Pair, remove_mapping
+from bff.web.auth.access import Mappings, Pair
 from bff.web.auth.sessions import SessionStore
 
 pytestmark = pytest.mark.anyio
@@ -67,7 +69,8 @@ async def test_a_removal_during_a_read_is_not_undone_by_it(database: Database) -
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(ask)
         await mappings.read_done.wait()  # the read has seen EMEA still mapped
-        assert await remove_mapping(database, mappings, sessions, user, EMEA)
+        live = Live(sessions, mappings)
+        assert await unmap_pair(database, "test", user.email, EMEA, live=live)
         mappings.release.set()
     assert answers == [False]
     assert await mappings.allows(user.id, NORTH)

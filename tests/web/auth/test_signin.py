@@ -12,9 +12,10 @@ from starlette.testclient import TestClient
 from bff import passwords
 from bff.app import create_app
 from bff.clock import ManualClock
+from bff.operations.live import Live
+from bff.operations.mappings import unmap_pair
 from bff.settings import Settings
 from bff.store.users import get_user
-from bff.web.auth.access import remove_mapping
 from tests.web.helpers import (
     PASSWORD,
     add_probe_routes,
@@ -227,9 +228,8 @@ def test_removing_the_active_mapping_ends_the_session(client: TestClient, ann: i
 
     async def unmap() -> None:
         svc = services_of(client)
-        async with svc.database.session() as db:
-            user = await get_user(db, EMAIL)
-        await remove_mapping(svc.database, svc.mappings, svc.sessions, user, ("acme", "north"))
+        live = Live(svc.sessions, svc.mappings)
+        await unmap_pair(svc.database, "test", EMAIL, ("acme", "north"), live=live)
 
     call(client, unmap)
     response = client.get("/_probe/whoami", headers={"Cookie": f"__Host-bff_session={cookie}"})

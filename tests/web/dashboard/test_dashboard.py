@@ -11,10 +11,12 @@ from starlette.testclient import TestClient
 from bff.clock import ManualClock
 from bff.demo.faults import Fault
 from bff.demo.vendor import VendorConfig
+from bff.operations.live import Live
+from bff.operations.mappings import unmap_pair
 from bff.settings import Settings
 from bff.store.models import User, UserScope
 from bff.store.users import map_user
-from bff.web.auth.access import Pair, remove_mapping
+from bff.web.auth.access import Pair
 from bff.web.auth.sessions import REVALIDATE_SECONDS
 from tests.web.dashboard.fixtures import (
     ANALYST,
@@ -218,18 +220,14 @@ def test_a_remembered_pair_removed_behind_the_servers_back_stops_within_the_wind
 
 
 def test_removing_a_mapping_through_the_server_takes_effect_at_once(client: TestClient) -> None:
-    user_id = sign_in_analyst(client)
+    sign_in_analyst(client)
     assert switch(client, "acme/north") == 303
     token = form_token(client.get("/").text)
     svc = services_of(client)
 
     async def remove() -> None:
-        async with svc.database.session() as db:
-            user = await db.get(User, user_id)
-            assert user is not None
-        assert await remove_mapping(
-            svc.database, svc.mappings, svc.sessions, user, ("globex", "emea")
-        )
+        live = Live(svc.sessions, svc.mappings)
+        assert await unmap_pair(svc.database, "test", ANALYST, ("globex", "emea"), live=live)
 
     call(client, remove)
     # The session shows another pair, so it lives on; the removed pair is gone from it.
