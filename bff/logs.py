@@ -36,6 +36,8 @@ from urllib.parse import quote, quote_plus
 
 import orjson
 
+# Set by the request middleware only to ids that redaction leaves unchanged, so
+# every line carries it as it is.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 MASK = "[REDACTED]"
@@ -350,7 +352,7 @@ class JsonFormatter(logging.Formatter):
         }
         current = request_id.get()
         if current is not None:
-            entry["request_id"] = redact(current)
+            entry["request_id"] = current
         if unformatted_args is not None:
             entry["args"] = unformatted_args
         extras = record.__dict__.keys() - _STANDARD_ATTRS

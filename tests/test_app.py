@@ -96,6 +96,23 @@ def test_request_id_header(client: TestClient) -> None:
     assert len(replaced.headers["X-Request-ID"]) == 16
 
 
+def test_a_request_id_that_looks_like_a_token_is_not_echoed(
+    client: TestClient, base_settings: Settings
+) -> None:
+    """An id is repeated in headers, error pages and log lines: a JWT-shaped one or a
+    configured key sent as an id is replaced, not carried along unredacted."""
+    jwt_shaped = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    key = base_settings.secret_keys[0]
+    assert 8 <= len(key) <= 64  # else the id pattern alone would refuse it
+    with client:
+        answers = [
+            client.get("/healthz", headers={"X-Request-ID": value}).headers["X-Request-ID"]
+            for value in (jwt_shaped, key)
+        ]
+    assert [len(answer) for answer in answers] == [16, 16]
+    assert jwt_shaped not in answers and key not in answers
+
+
 def test_static_files(client: TestClient) -> None:
     with client:
         response = client.get("/static/bff.css")

@@ -18,7 +18,7 @@ import time
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bff.logs import TRUSTED, request_id
+from bff.logs import TRUSTED, redact, request_id
 from bff.metrics import HttpMetrics
 
 access_log = logging.getLogger("bff.access")
@@ -41,7 +41,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        rid = incoming if incoming and _SAFE_REQUEST_ID.fullmatch(incoming) else _new_id()
+        rid = incoming if incoming and _is_safe_request_id(incoming) else _new_id()
         # Not reset afterwards: the 500 handler runs outside this middleware and
         # still wants the id, and every request runs in its own task context.
         request_id.set(rid)
@@ -83,6 +83,12 @@ def _log_access(scope: Scope, method: str, route: str, status: int, seconds: flo
             }
         },
     )
+
+
+def _is_safe_request_id(value: str) -> bool:
+    # A client's id is echoed in headers, error pages and every log line of the
+    # request: one that redaction would change (a token, a secret) is not kept.
+    return _SAFE_REQUEST_ID.fullmatch(value) is not None and redact(value) == value
 
 
 def _new_id() -> str:
