@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -115,3 +116,23 @@ async def test_the_user_list_reads_the_email_index_in_order(database: Database) 
     details = " ".join(str(row[-1]) for row in plan)
     assert "USING INDEX" in details
     assert "TEMP B-TREE" not in details
+
+
+async def test_passwords_are_hashed_off_the_event_loop(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Argon2 holds the CPU for a while: on the loop it would stall every request."""
+    loop_thread = threading.get_ident()
+    hashed_on: list[int] = []
+    original = users.hash_password
+
+    def recording(password: str) -> str:
+        hashed_on.append(threading.get_ident())
+        return original(password)
+
+    monkeypatch.setattr(users, "hash_password", recording)
+    await users.create_user(database, ACTOR, "bo@example.com", password=PASSWORD, now=NOW)
+    created = await users.create_user(database, ACTOR, "cy@example.com", now=NOW)
+    assert created.set_password_token is not None
+    await users.set_password_with_token(database, created.set_password_token, PASSWORD, now=NOW)
+    assert len(hashed_on) == 2 and loop_thread not in hashed_on
