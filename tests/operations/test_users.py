@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
+from bff import passwords
 from bff.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from bff.operations import users
 from bff.operations.live import Live
@@ -124,7 +125,7 @@ async def test_passwords_are_hashed_off_the_event_loop(
     """Argon2 holds the CPU for a while: on the loop it would stall every request."""
     loop_thread = threading.get_ident()
     hashed_on: list[int] = []
-    original = users.hash_password
+    original = passwords.hash_password
 
     def recording(password: str) -> str:
         hashed_on.append(threading.get_ident())
