@@ -29,7 +29,10 @@ from bff.settings import Settings, check_connection_wide_delivery
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
 from bff.web import health, template_helpers
+from bff.web.account import pages as account_pages
 from bff.web.admin import api as admin_api
+from bff.web.admin import pages as admin_pages
+from bff.web.admin import partner_apps_api
 from bff.web.auth import oidc_signin, signin
 from bff.web.auth.access import Mappings
 from bff.web.auth.csrf import CrossSiteMiddleware
@@ -124,7 +127,10 @@ def create_app(
         *health.routes,
         *signin.routes,
         *oidc_signin.routes,
+        *admin_pages.routes,
+        *account_pages.routes,
         *admin_api.routes,
+        *partner_apps_api.routes,
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(

@@ -262,6 +262,15 @@ class TokenBroker:
             del self._keys[key]
         return await self._cache.purge(connection_id, tenant_id, sub_tenant_id)
 
+    async def purge_pairs(self, tenant_id: str, sub_tenant_id: str | None = None) -> int:
+        """Drop a tenant's (or one sub-tenant's) tokens on every connection."""
+        purged = 0
+        for connection_id in list(self._connections):
+            purged += await self.purge(
+                connection_id=connection_id, tenant_id=tenant_id, sub_tenant_id=sub_tenant_id
+            )
+        return purged
+
     def cached(self) -> list[tuple[TokenScope, datetime]]:
         """Keys with a valid token known to this process, and when each expires."""
         now = self._clock.now()

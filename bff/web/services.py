@@ -13,6 +13,7 @@ from starlette.templating import Jinja2Templates
 from bff.broker import TokenBroker
 from bff.clock import Clock
 from bff.crypto import SecretBox
+from bff.operations.live import Live
 from bff.settings import Settings
 from bff.store.database import Database
 from bff.web.auth.access import Mappings
@@ -40,6 +41,10 @@ class Services:
     mappings: Mappings
     auth: AuthServices
     broker: TokenBroker
+
+    def live(self) -> Live:
+        """What an operation run in this server must update after its commit."""
+        return Live(self.sessions, self.mappings, self.broker)
 
 
 def services(request: Request) -> Services:

@@ -19,6 +19,8 @@ class FakeLive:
     revoked_users: list[int] = dataclasses.field(default_factory=list)
     revoked_scopes: list[tuple[int, str, str]] = dataclasses.field(default_factory=list)
     forgotten: list[int] = dataclasses.field(default_factory=list)
+    revoked_partner_apps: list[int] = dataclasses.field(default_factory=list)
+    purged_pairs: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
 
     async def revoke_user(self, user_id: int) -> int:
         self.revoked_users.append(user_id)
@@ -28,8 +30,21 @@ class FakeLive:
         self.revoked_scopes.append((user_id, tenant_id, sub_tenant_id))
         return 0
 
+    async def revoke_partner_app(self, partner_app_id: int) -> int:
+        self.revoked_partner_apps.append(partner_app_id)
+        return 0
+
     def forget(self, user_id: int) -> None:
         self.forgotten.append(user_id)
+
+    async def purge_pairs(self, tenant_id: str, sub_tenant_id: str | None = None) -> int:
+        self.purged_pairs.append((tenant_id, sub_tenant_id))
+        return 0
+
+    async def purge(
+        self, *, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
+    ) -> int:
+        return 0
 
 
 async def seed(

@@ -1,1 +1,1 @@
-"""The admin wing: the admin API (and, from another session, the console pages)."""
+"""The admin wing: the console pages, the admin API and the helpers they share."""

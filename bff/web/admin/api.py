@@ -19,7 +19,6 @@ from starlette.routing import BaseRoute, Route
 
 from bff.errors import InvalidInputError
 from bff.operations import api_keys, audit, mapping_csv, mappings, tenants, users
-from bff.operations.live import Live
 from bff.web.admin.api_auth import authenticate, authenticate_admin
 from bff.web.services import services
 
@@ -34,11 +33,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-def _live(request: Request) -> Live:
-    svc = services(request)
-    return Live(svc.sessions, svc.mappings)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -202,7 +196,7 @@ async def delete_tenant(request: Request) -> Response:
         caller.email,
         request.path_params["tenant_id"],
         cascade=_bool_param(request, "cascade"),
-        live=_live(request),
+        live=services(request).live(),
     )
     return Response(status_code=204)
 
@@ -215,7 +209,7 @@ async def delete_sub_tenant(request: Request) -> Response:
         request.path_params["tenant_id"],
         request.path_params["sub_tenant_id"],
         cascade=_bool_param(request, "cascade"),
-        live=_live(request),
+        live=services(request).live(),
     )
     return Response(status_code=204)
 
@@ -274,7 +268,7 @@ async def update_user(request: Request) -> Response:
         request.path_params["email"],
         disabled=_flag(data, "disabled"),
         is_admin=_flag(data, "is_admin"),
-        live=_live(request),
+        live=services(request).live(),
     )
     return JSONResponse(_user_json(user))
 
@@ -307,7 +301,7 @@ async def replace_user_mappings(request: Request) -> Response:
         caller.email,
         request.path_params["email"],
         pairs,
-        live=_live(request),
+        live=services(request).live(),
     )
     return JSONResponse(_pairs_json(replaced.pairs))
 
@@ -328,7 +322,7 @@ async def import_mappings(request: Request) -> Response:
         data,
         mode="replace" if mode == "replace" else "merge",
         dry_run=dry_run,
-        live=_live(request),
+        live=services(request).live(),
     )
     body = {
         "added": report.added,

@@ -258,6 +258,12 @@ class SessionStore:
         await self.refresh_metrics()
         return count
 
+    async def revoke_partner_app(self, partner_app_id: int) -> int:
+        """A partner app was revoked or its secret replaced: end its embed sessions."""
+        count = await self._revoke(SessionRecord.partner_app_id == partner_app_id)
+        await self.refresh_metrics()
+        return count
+
     async def sweep(self) -> int:
         """Delete expired records; returns how many."""
         now = self._clock.now()

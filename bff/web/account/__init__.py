@@ -1,0 +1,1 @@
+"""The signed-in user's own account: personal API keys, setting a password."""
