@@ -31,6 +31,7 @@ from bff.store.schema import prepare_schema
 from bff.web import health, template_helpers
 from bff.web.account import pages as account_pages
 from bff.web.admin import api as admin_api
+from bff.web.admin import mappings as admin_mappings
 from bff.web.admin import pages as admin_pages
 from bff.web.admin import partner_apps_api
 from bff.web.auth import oidc_signin, signin
@@ -138,8 +139,11 @@ def create_app(
         middleware=[
             Middleware(RequestContextMiddleware, metrics=HttpMetrics(registry)),
             Middleware(SecurityHeadersMiddleware, settings=settings),
-            # The CSV import reads its (larger) body against its own limit.
-            Middleware(BodyLimitMiddleware, exempt=(f"{PREFIX}/", admin_api.IMPORT_PATH)),
+            # The CSV imports read their (larger) bodies against their own limit.
+            Middleware(
+                BodyLimitMiddleware,
+                exempt=(f"{PREFIX}/", admin_api.IMPORT_PATH, admin_mappings.IMPORT_PATH),
+            ),
             Middleware(CrossSiteMiddleware, settings=settings),
             Middleware(SessionMiddleware, settings=settings),
         ],
