@@ -6,9 +6,11 @@ import dataclasses
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 import anyio
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff import identifiers
 from bff.errors import InvalidInputError, NotFoundError
@@ -22,6 +24,7 @@ from bff.store.users import add_user, get_user
 PAGE_SIZE = 50
 SET_PASSWORD_LIFETIME = timedelta(hours=24)
 _MAX_QUERY = 254
+_LINK_INVALID = "this set-password link is unknown or has expired"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,11 @@ def _view(user: User) -> UserView:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def set_password_url(public_url: str, token: str) -> str:
+    """The one-time link a new user opens to choose a password (console and API alike)."""
+    return f"{public_url.rstrip('/')}/account/set-password?{urlencode({'token': token})}"
 
 
 async def create_user(
@@ -92,22 +100,39 @@ async def create_user(
     return CreatedUser(view, token)
 
 
+async def set_password_token_owner(database: Database, token: str, *, now: datetime) -> str:
+    """The e-mail of the user a set-password token is for, without redeeming it;
+    :class:`NotFoundError` when it is unknown, used or expired."""
+    async with database.session() as db:
+        return (await _token_user(db, token, now)).email
+
+
 async def set_password_with_token(
     database: Database, token: str, password: str, *, now: datetime
 ) -> UserView:
     """Redeem a one-time set-password token: once, before it expires, for an enabled user."""
     async with database.session() as db:
-        row = await db.get(SetPasswordToken, _token_hash(token))
-        if row is None or row.expires_at <= now:
-            raise NotFoundError("this set-password link is unknown or has expired")
-        user = await db.get(User, row.user_id)
-        if user is None or user.disabled:
-            raise NotFoundError("this set-password link is unknown or has expired")
+        user = await _token_user(db, token, now)
         check_strength(password, user.email)
-        user.password_hash = await _hash(password)
+        password_hash = await _hash(password)
+        # Claim the token by deleting it: of two redeems racing, only one deletes a row.
+        claimed = await db.execute(
+            delete(SetPasswordToken).where(SetPasswordToken.token_hash == _token_hash(token))
+        )
+        if not getattr(claimed, "rowcount", 0):
+            raise NotFoundError(_LINK_INVALID)
+        user.password_hash = password_hash
         await db.execute(delete(SetPasswordToken).where(SetPasswordToken.user_id == user.id))
         await audit.record(db, user.email, "user.set_password", user.email)
         return _view(user)
+
+
+async def _token_user(db: AsyncSession, token: str, now: datetime) -> User:
+    row = await db.get(SetPasswordToken, _token_hash(token))
+    user = None if row is None or row.expires_at <= now else await db.get(User, row.user_id)
+    if user is None or user.disabled:
+        raise NotFoundError(_LINK_INVALID)
+    return user
 
 
 async def _hash(password: str) -> str:

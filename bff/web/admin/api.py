@@ -254,8 +254,9 @@ async def create_user(request: Request) -> Response:
         "is_admin": created.user.is_admin,
     }
     if created.set_password_token is not None:
-        base = svc.settings.public_url.rstrip("/")
-        body["set_password_url"] = f"{base}/account/set-password?token={created.set_password_token}"
+        body["set_password_url"] = users.set_password_url(
+            svc.settings.public_url, created.set_password_token
+        )
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
 
 
