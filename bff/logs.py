@@ -119,6 +119,7 @@ _SENSITIVE_KEY = re.compile(_SENSITIVE_WORDS, re.IGNORECASE)
 _SHAPES = re.compile(
     rf"""
     (?P<jwt>(?-i:eyJ)[A-Za-z0-9_-]{{5,}}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)
+    | (?P<own>\b(?-i:bff[ks]_)[A-Za-z0-9_-]{{16,}})
     | \b(?P<scheme>bearer|basic)\s+[A-Za-z0-9._~+/=-]{{6,}}
     | (?P<header>\b(?:set-)?cookie\s*:[ \t]*)[^\r\n]+
     | (?P<name>(?:{_SENSITIVE_WORDS})[\w.-]*
@@ -136,7 +137,7 @@ _SHAPES = re.compile(
 
 
 def _mask_shape(match: re.Match[str]) -> str:
-    if match["jwt"]:
+    if match["jwt"] or match["own"]:
         return MASK
     if match["scheme"]:
         return f"{match['scheme']} {MASK}"
@@ -152,9 +153,11 @@ def _mask_shape(match: re.Match[str]) -> str:
     return name + MASK
 
 
+# bff's own secrets carry a prefix: personal API key tokens bffk_, partner client
+# secrets bffs_ (client ids, bffp_, are public).
 # Every shape holds one of these words (casefolded), and most strings hold none: a
 # search for them is several times cheaper than the shapes themselves.
-_SHAPE_WORDS = re.compile(rf"eyj|bearer|basic|{_SENSITIVE_WORDS}")
+_SHAPE_WORDS = re.compile(rf"eyj|bff[ks]_|bearer|basic|{_SENSITIVE_WORDS}")
 
 
 def redact(text: str) -> str:

@@ -67,6 +67,20 @@ def test_token_shaped_values_are_masked_whatever_the_call_site(
         assert leaked not in out
 
 
+def test_bffs_own_secrets_are_masked_by_their_prefix(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = captured
+    api_key = "bffk_" + "k" * 43
+    client_secret = "bffs_" + "s" * 43
+    logger.info("a script sent %s and %s", api_key, client_secret)
+    logger.info("client bffp_AbCdEfGhIjKlMnOpQrStUv authenticated")
+    out = stream.getvalue()
+    assert api_key not in out and client_secret not in out
+    assert out.count(MASK) == 2
+    assert "bffp_AbCdEfGhIjKlMnOpQrStUv" in out  # a client id is public
+
+
 def test_secret_in_a_traceback_is_masked(captured: tuple[logging.Logger, io.StringIO]) -> None:
     logger, stream = captured
     register_secret(PLANTED)
