@@ -5,6 +5,12 @@ reported with its line number (the header is line 1) and then nothing is applied
 Parsing and planning run in a worker thread and the writes go in chunks, so a
 100,000-row file does not hold up other requests; the whole apply is one
 transaction, all or nothing.
+
+An export is meant to be opened in a spreadsheet, which would run a cell starting
+with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula. Ids cannot
+start with those, but an e-mail address can: such a cell is written with a leading
+``'`` (OWASP's advice), which spreadsheets hide. The import does not strip it, so
+such an address must be corrected before the file is imported again.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from bff import identifiers
 from bff.errors import InvalidIdentifierError
 from bff.operations import audit
 from bff.operations.live import Live, mappings_removed
+from bff.operations.tenants import conflict_means_exists
 from bff.store.database import Database
 from bff.store.models import SubTenant, User, UserScope
 
 HEADER = ("email", "tenant_id", "sub_tenant_id")
 MAX_ERRORS = 1000
 CHUNK = 500
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 Mode = Literal["merge", "replace"]
 
 
@@ -156,6 +164,21 @@ async def import_csv(
     """Check the file; unless it has errors or this is a dry run, apply it in one
     transaction. ``replace`` makes the file the complete mapping table."""
     rows, errors = await anyio.to_thread.run_sync(parse, data)
+    changed = "the mappings changed while the import ran; nothing was applied, try again"
+    with conflict_means_exists(changed):
+        report, removed = await _check_and_apply(database, actor, rows, errors, mode, dry_run)
+    await mappings_removed(live, removed)
+    return report
+
+
+async def _check_and_apply(
+    database: Database,
+    actor: str,
+    rows: list[Row],
+    errors: list[LineError],
+    mode: Mode,
+    dry_run: bool,
+) -> tuple[ImportReport, list[tuple[int, str, str]]]:
     removed: list[tuple[int, str, str]] = []
     async with database.session() as db:
         users = {
@@ -192,8 +215,7 @@ async def import_csv(
                 },
             )
             removed = plan.removes
-    await mappings_removed(live, removed)
-    return ImportReport(
+    report = ImportReport(
         added=len(plan.adds),
         removed=len(plan.removes),
         unchanged=plan.unchanged,
@@ -201,6 +223,7 @@ async def import_csv(
         removals=removals,
         applied=apply,
     )
+    return report, removed
 
 
 async def _apply(db: AsyncSession, plan: _Plan) -> None:
@@ -220,7 +243,8 @@ async def _apply(db: AsyncSession, plan: _Plan) -> None:
 
 
 async def export_csv(database: Database) -> str:
-    """Every mapping, in the import's format, ordered by e-mail and pair."""
+    """Every mapping, in the import's format, ordered by e-mail and pair; a cell a
+    spreadsheet would take for a formula starts with ``'`` (see the module docstring)."""
     async with database.session() as db:
         rows = (
             await db.execute(
@@ -232,5 +256,9 @@ async def export_csv(database: Database) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
-    writer.writerows(rows)
+    writer.writerows([_inert(cell) for cell in row] for row in rows)
     return out.getvalue()
+
+
+def _inert(cell: str) -> str:
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell

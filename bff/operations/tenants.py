@@ -1,16 +1,26 @@
-"""Tenants and sub-tenants: list, create, delete (refused while in use, unless cascading)."""
+"""Tenants and sub-tenants: list, create, rename, delete (refused while in use, unless
+cascading).
+
+Two requests creating the same row at once both pass the existence check; the
+loser's insert then breaks a unique constraint. :func:`conflict_means_exists`
+turns that ``IntegrityError`` into :class:`AlreadyExistsError`, here at the
+operations boundary, so it is a 409 like the check's own answer and not a 500.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff import identifiers
 from bff.errors import AlreadyExistsError, InUseError, InvalidInputError, NotFoundError
 from bff.operations import audit
-from bff.operations.live import Live, mappings_removed
+from bff.operations.live import Live, mappings_removed, pairs_removed
 from bff.store.database import Database
 from bff.store.models import PartnerAppScope, SubTenant, Tenant, UserScope
 
@@ -28,6 +38,29 @@ class TenantView:
     id: str
     name: str
     sub_tenants: list[SubTenantView]
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """What deleting a tenant or sub-tenant would take with it."""
+
+    sub_tenants: int
+    mappings: int
+    partner_app_pairs: int
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.mappings or self.partner_app_pairs)
+
+
+@contextlib.contextmanager
+def conflict_means_exists(message: str) -> Iterator[None]:
+    """Wrap a create's whole transaction: a constraint broken at insert or commit means
+    a concurrent request created the same row first (or removed what it refers to)."""
+    try:
+        yield
+    except IntegrityError:
+        raise AlreadyExistsError(message) from None
 
 
 def _name(value: str | None, default: str) -> str:
@@ -60,11 +93,13 @@ async def create_tenant(
 ) -> TenantView:
     tenant_id = identifiers.tenant_id(tenant_id)
     name = _name(name, tenant_id)
-    async with database.session() as db:
-        if await db.get(Tenant, tenant_id) is not None:
-            raise AlreadyExistsError(f"a tenant {tenant_id} already exists")
-        db.add(Tenant(id=tenant_id, name=name))
-        await audit.record(db, actor, "tenant.create", tenant_id, {"name": name})
+    exists = f"a tenant {tenant_id} already exists"
+    with conflict_means_exists(exists):
+        async with database.session() as db:
+            if await db.get(Tenant, tenant_id) is not None:
+                raise AlreadyExistsError(exists)
+            db.add(Tenant(id=tenant_id, name=name))
+            await audit.record(db, actor, "tenant.create", tenant_id, {"name": name})
     return TenantView(tenant_id, name, [])
 
 
@@ -74,15 +109,17 @@ async def create_sub_tenant(
     tenant_id = identifiers.tenant_id(tenant_id)
     sub_tenant_id = identifiers.sub_tenant_id(sub_tenant_id)
     name = _name(name, sub_tenant_id)
-    async with database.session() as db:
-        if await db.get(Tenant, tenant_id) is None:
-            raise NotFoundError(f"no tenant {tenant_id}")
-        if await db.get(SubTenant, (tenant_id, sub_tenant_id)) is not None:
-            raise AlreadyExistsError(f"a sub-tenant {sub_tenant_id} of {tenant_id} already exists")
-        db.add(SubTenant(tenant_id=tenant_id, id=sub_tenant_id, name=name))
-        await audit.record(
-            db, actor, "sub_tenant.create", f"{tenant_id}/{sub_tenant_id}", {"name": name}
-        )
+    exists = f"a sub-tenant {sub_tenant_id} of {tenant_id} already exists"
+    with conflict_means_exists(exists):
+        async with database.session() as db:
+            if await db.get(Tenant, tenant_id) is None:
+                raise NotFoundError(f"no tenant {tenant_id}")
+            if await db.get(SubTenant, (tenant_id, sub_tenant_id)) is not None:
+                raise AlreadyExistsError(exists)
+            db.add(SubTenant(tenant_id=tenant_id, id=sub_tenant_id, name=name))
+            await audit.record(
+                db, actor, "sub_tenant.create", f"{tenant_id}/{sub_tenant_id}", {"name": name}
+            )
     return SubTenantView(sub_tenant_id, name)
 
 
@@ -97,6 +134,77 @@ async def rename_tenant(database: Database, actor: str, tenant_id: str, name: st
         await audit.record(db, actor, "tenant.rename", tenant_id, {"name": name})
 
 
+async def rename_sub_tenant(
+    database: Database, actor: str, tenant_id: str, sub_tenant_id: str, name: str
+) -> None:
+    tenant_id = identifiers.tenant_id(tenant_id)
+    sub_tenant_id = identifiers.sub_tenant_id(sub_tenant_id)
+    name = _name(name, sub_tenant_id)
+    async with database.session() as db:
+        sub = await db.get(SubTenant, (tenant_id, sub_tenant_id))
+        if sub is None:
+            raise NotFoundError(f"no sub-tenant {sub_tenant_id} of {tenant_id}")
+        sub.name = name
+        await audit.record(
+            db, actor, "sub_tenant.rename", f"{tenant_id}/{sub_tenant_id}", {"name": name}
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Key:
+    """A tenant (``sub_tenant_id`` None) or one sub-tenant, with the rows that use it."""
+
+    tenant_id: str
+    sub_tenant_id: str | None
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.sub_tenant_id}" if self.sub_tenant_id else self.tenant_id
+
+    @property
+    def users(self) -> ColumnElement[bool]:
+        match = UserScope.tenant_id == self.tenant_id
+        return (
+            match
+            if self.sub_tenant_id is None
+            else match & (UserScope.sub_tenant_id == self.sub_tenant_id)
+        )
+
+    @property
+    def apps(self) -> ColumnElement[bool]:
+        match = PartnerAppScope.tenant_id == self.tenant_id
+        return (
+            match
+            if self.sub_tenant_id is None
+            else match & (PartnerAppScope.sub_tenant_id == self.sub_tenant_id)
+        )
+
+    @property
+    def subs(self) -> ColumnElement[bool]:
+        match = SubTenant.tenant_id == self.tenant_id
+        return match if self.sub_tenant_id is None else match & (SubTenant.id == self.sub_tenant_id)
+
+    async def require(self, db: AsyncSession) -> None:
+        if self.sub_tenant_id is None:
+            if await db.get(Tenant, self.tenant_id) is None:
+                raise NotFoundError(f"no tenant {self.tenant_id}")
+        elif await db.get(SubTenant, (self.tenant_id, self.sub_tenant_id)) is None:
+            raise NotFoundError(f"no sub-tenant {self.sub_tenant_id} of {self.tenant_id}")
+
+
+async def usage(database: Database, tenant_id: str, sub_tenant_id: str | None = None) -> Usage:
+    """What deleting the tenant (``sub_tenant_id`` None) or the sub-tenant would remove."""
+    tenant_id = identifiers.tenant_id(tenant_id)
+    key = _Key(
+        tenant_id, None if sub_tenant_id is None else identifiers.sub_tenant_id(sub_tenant_id)
+    )
+    async with database.session() as db:
+        await key.require(db)
+        subs = await db.scalar(select(func.count()).select_from(SubTenant).where(key.subs))
+        mapped = await db.scalar(select(func.count()).select_from(UserScope).where(key.users))
+        apps = await db.scalar(select(func.count()).select_from(PartnerAppScope).where(key.apps))
+    return Usage(subs or 0, mapped or 0, apps or 0)
+
+
 async def delete_tenant(
     database: Database,
     actor: str,
@@ -106,26 +214,9 @@ async def delete_tenant(
     live: Live | None = None,
 ) -> None:
     """Delete a tenant and its sub-tenants; refused with :class:`InUseError` while
-    mappings or partner apps use it, unless ``cascade`` (which removes those too)."""
-    tenant_id = identifiers.tenant_id(tenant_id)
-    async with database.session() as db:
-        if await db.get(Tenant, tenant_id) is None:
-            raise NotFoundError(f"no tenant {tenant_id}")
-        removed = await _guard_in_use(
-            db,
-            cascade,
-            UserScope.tenant_id == tenant_id,
-            PartnerAppScope.tenant_id == tenant_id,
-            tenant_id,
-        )
-        await db.execute(delete(UserScope).where(UserScope.tenant_id == tenant_id))
-        await db.execute(delete(PartnerAppScope).where(PartnerAppScope.tenant_id == tenant_id))
-        await db.execute(delete(SubTenant).where(SubTenant.tenant_id == tenant_id))
-        await db.execute(delete(Tenant).where(Tenant.id == tenant_id))
-        await audit.record(
-            db, actor, "tenant.delete", tenant_id, {"cascade": cascade, "mappings": len(removed)}
-        )
-    await mappings_removed(live, removed)
+    mappings or partner apps use it, unless ``cascade`` (which removes those too).
+    Sessions showing a removed mapping end and the tenant's vendor tokens are dropped."""
+    await _delete(database, actor, _Key(identifiers.tenant_id(tenant_id), None), cascade, live)
 
 
 async def delete_sub_tenant(
@@ -137,57 +228,45 @@ async def delete_sub_tenant(
     cascade: bool = False,
     live: Live | None = None,
 ) -> None:
-    tenant_id = identifiers.tenant_id(tenant_id)
-    sub_tenant_id = identifiers.sub_tenant_id(sub_tenant_id)
-    target = f"{tenant_id}/{sub_tenant_id}"
+    """:func:`delete_tenant` for one sub-tenant."""
+    key = _Key(identifiers.tenant_id(tenant_id), identifiers.sub_tenant_id(sub_tenant_id))
+    await _delete(database, actor, key, cascade, live)
+
+
+async def _delete(
+    database: Database, actor: str, key: _Key, cascade: bool, live: Live | None
+) -> None:
+    action = "tenant.delete" if key.sub_tenant_id is None else "sub_tenant.delete"
     async with database.session() as db:
-        if await db.get(SubTenant, (tenant_id, sub_tenant_id)) is None:
-            raise NotFoundError(f"no sub-tenant {sub_tenant_id} of {tenant_id}")
-        user_match = (UserScope.tenant_id == tenant_id) & (UserScope.sub_tenant_id == sub_tenant_id)
-        app_match = (PartnerAppScope.tenant_id == tenant_id) & (
-            PartnerAppScope.sub_tenant_id == sub_tenant_id
-        )
-        removed = await _guard_in_use(db, cascade, user_match, app_match, target)
-        await db.execute(delete(UserScope).where(user_match))
-        await db.execute(delete(PartnerAppScope).where(app_match))
-        await db.execute(
-            delete(SubTenant).where(
-                (SubTenant.tenant_id == tenant_id) & (SubTenant.id == sub_tenant_id)
-            )
-        )
+        await key.require(db)
+        removed = await _guard_in_use(db, cascade, key)
+        await db.execute(delete(UserScope).where(key.users))
+        await db.execute(delete(PartnerAppScope).where(key.apps))
+        await db.execute(delete(SubTenant).where(key.subs))
+        if key.sub_tenant_id is None:
+            await db.execute(delete(Tenant).where(Tenant.id == key.tenant_id))
         await audit.record(
-            db, actor, "sub_tenant.delete", target, {"cascade": cascade, "mappings": len(removed)}
+            db, actor, action, str(key), {"cascade": cascade, "mappings": len(removed)}
         )
     await mappings_removed(live, removed)
+    await pairs_removed(live, key.tenant_id, key.sub_tenant_id)
 
 
-async def _guard_in_use(
-    db: AsyncSession,
-    cascade: bool,
-    user_match: ColumnElement[bool],
-    app_match: ColumnElement[bool],
-    target: str,
-) -> list[tuple[int, str, str]]:
+async def _guard_in_use(db: AsyncSession, cascade: bool, key: _Key) -> list[tuple[int, str, str]]:
     """The mappings a delete would remove; :class:`InUseError` when any use exists
     and the caller did not ask to cascade."""
-    mapped = [
-        (user_id, tenant, sub)
-        for user_id, tenant, sub in (
-            await db.execute(
-                select(UserScope.user_id, UserScope.tenant_id, UserScope.sub_tenant_id).where(
-                    user_match
-                )
-            )
-        ).all()
-    ]
-    apps = await db.scalar(select(PartnerAppScope.partner_app_id).where(app_match).limit(1))
-    if (mapped or apps is not None) and not cascade:
+    rows = await db.execute(
+        select(UserScope.user_id, UserScope.tenant_id, UserScope.sub_tenant_id).where(key.users)
+    )
+    mapped = [(user_id, tenant, sub) for user_id, tenant, sub in rows.all()]
+    apps = await db.scalar(select(func.count()).select_from(PartnerAppScope).where(key.apps)) or 0
+    if (mapped or apps) and not cascade:
         uses = []
         if mapped:
             uses.append(f"{len(mapped)} mapping(s)")
-        if apps is not None:
-            uses.append("partner apps")
+        if apps:
+            uses.append(f"{apps} pair(s) of partner apps")
         raise InUseError(
-            f"{target} is used by {' and '.join(uses)}; delete with cascade to remove them"
+            f"{key} is used by {' and '.join(uses)}; delete with cascade to remove them"
         )
     return mapped

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import Executable, event, select
+from sqlalchemy.orm import Session
 
 from bff.store.database import Database
-from bff.store.models import AuditEntry, User, UserScope
+from bff.store.models import AuditEntry, Base, User, UserScope
 from bff.store.users import add_user, ensure_scope, map_user
 
 ACTOR = "root@example.com"
@@ -79,3 +81,27 @@ async def all_mappings(database: Database) -> list[tuple[str, str, str]]:
 async def audit_actions(database: Database) -> list[str]:
     async with database.session() as db:
         return list(await db.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+
+
+@contextlib.contextmanager
+def racing_insert(database: Database, model: type[Base], statement: Executable) -> Iterator[None]:
+    """Lose a race on purpose: just before the first flush that would insert a ``model``
+    row (after the operation's existence check), another connection commits
+    ``statement``, so the operation's insert breaks a constraint."""
+    fired = False
+
+    def before_flush(session: Session, context: object, instances: object) -> None:
+        nonlocal fired
+        if fired or not any(isinstance(row, model) for row in session.new):
+            return
+        fired = True
+        # Runs inside the async session's greenlet, so the sync API drives the async driver.
+        with database.engine.sync_engine.begin() as connection:
+            connection.execute(statement)
+
+    event.listen(Session, "before_flush", before_flush)
+    try:
+        yield
+    finally:
+        event.remove(Session, "before_flush", before_flush)
+    assert fired, f"no {model.__name__} row was inserted"

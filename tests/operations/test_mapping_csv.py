@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bff.operations import audit, mapping_csv
+from bff.errors import AlreadyExistsError
+from bff.operations import audit, mapping_csv, mappings
 from bff.operations.live import Live
 from bff.operations.mapping_csv import LineError, import_csv, parse
 from bff.store.database import Database
@@ -155,3 +157,36 @@ async def test_export_round_trips_through_import(database: Database) -> None:
     exported = await mapping_csv.export_csv(database)
     report = await import_csv(database, ACTOR, exported.encode(), mode="replace", dry_run=True)
     assert (report.added, report.removed, report.unchanged, report.errors) == (0, 0, 2, [])
+
+
+async def test_an_import_racing_a_concurrent_map_is_already_exists_and_applies_nothing(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(database, [ANN, BOB], [("acme", "north")])
+    real_apply = mapping_csv._apply
+
+    async def racing_apply(db: AsyncSession, plan: object) -> None:
+        # Another request maps Bob after the import planned to add him.
+        await mappings.map_pair(database, "other", BOB, "acme", "north")
+        await real_apply(db, plan)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mapping_csv, "_apply", racing_apply)
+    text = f"{HEADER}{ANN},acme,north\n{BOB},acme,north\n".encode()
+    with pytest.raises(AlreadyExistsError, match="nothing was applied"):
+        await import_csv(database, ACTOR, text)
+    assert await all_mappings(database) == [(BOB, "acme", "north")]
+    assert await audit_actions(database) == ["mapping.add"]
+
+
+async def test_export_defuses_cells_a_spreadsheet_would_run(database: Database) -> None:
+    risky = ["=1+2@example.com", "+sum@example.com", "-cmd@example.com"]
+    await seed(database, [*risky, ANN], [("acme", "north")],
+               [(email, "acme", "north") for email in [*risky, ANN]])  # fmt: skip
+    exported = await mapping_csv.export_csv(database)
+    assert exported.splitlines() == [
+        "email,tenant_id,sub_tenant_id",
+        "'+sum@example.com,acme,north",
+        "'-cmd@example.com,acme,north",
+        "'=1+2@example.com,acme,north",
+        f"{ANN},acme,north",
+    ]
