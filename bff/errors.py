@@ -13,6 +13,7 @@ boundary catches these classes only.
      │    └── SessionEnded           the request's session ended while the request ran
      ├── AlreadyExistsError          creating something that is already there
      ├── InUseError                  deleting something others still use (without cascade)
+     ├── RevokedError                acting on something revoked (a partner app's new secret)
      └── UpstreamError               anything that went wrong while talking to the vendor
           ├── UpstreamRejected       400/401/403: the vendor says our configuration is wrong;
           │                          never retried in a loop, negatively cached
@@ -71,6 +72,10 @@ class AlreadyExistsError(BffError):
 
 class InUseError(BffError):
     """Deleting an object that others still refer to; retry with a cascade to delete them too."""
+
+
+class RevokedError(BffError):
+    """The object was revoked and can no longer be changed that way (answered 409)."""
 
 
 class UpstreamError(BffError):

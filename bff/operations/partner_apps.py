@@ -33,7 +33,7 @@ from sqlalchemy import delete, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff import identifiers
-from bff.errors import BffError, InvalidIdentifierError, InvalidInputError, NotFoundError
+from bff.errors import InvalidIdentifierError, InvalidInputError, NotFoundError, RevokedError
 from bff.operations import audit
 from bff.operations.live import Live, partner_app_cut_off
 from bff.store.database import Database
@@ -58,10 +58,6 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1"}
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Compared against when the client id is unknown, so both refusals cost the same.
 _DUMMY_HASH = hashlib.sha256(b"no partner app has this secret").hexdigest()
-
-
-class PartnerAppRevokedError(BffError):
-    """The app is revoked: it gets no new secret (the admin API answers 409)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,12 +388,12 @@ async def regenerate_secret(
     database: Database, actor: str, app_id: int, *, now: datetime, live: Live | None = None
 ) -> NewSecret:
     """A new secret for the same client id; the old one, its tokens and the app's embed
-    sessions end at once. :class:`PartnerAppRevokedError` for a revoked app."""
+    sessions end at once. :class:`RevokedError` for a revoked app."""
     secret = _new_secret()
     async with database.session() as db:
         app, credential = await _load(db, app_id)
         if app.disabled or credential.revoked_at is not None:
-            raise PartnerAppRevokedError(f"partner app {app_id} is revoked; create a new one")
+            raise RevokedError(f"partner app {app_id} is revoked; create a new one")
         credential.secret_hash = hash_secret(secret)
         credential.created_at = now
         # Shows the admin when the partner has switched to the new secret.

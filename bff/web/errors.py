@@ -1,7 +1,7 @@
 """Exception handlers: RFC 9457 problem+json under ``/api/``, friendly pages elsewhere.
 
 The operations' refusals map onto statuses here: invalid input 422 (a weak
-password too), not found 404, already exists and in use 409. Their messages are
+password too), not found 404, already exists, in use and revoked 409. Their messages are
 written for the user and carry no secret, so they are shown.
 
 No handler ever shows a traceback or an exception's text to the client; the
@@ -25,6 +25,7 @@ from bff.errors import (
     InUseError,
     InvalidInputError,
     NotFoundError,
+    RevokedError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
@@ -128,6 +129,7 @@ _REFUSALS: dict[type[Exception], int] = {
     NotFoundError: 404,
     AlreadyExistsError: 409,
     InUseError: 409,
+    RevokedError: 409,
 }
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bff.errors import InvalidInputError, NotFoundError
+from bff.errors import InvalidInputError, NotFoundError, RevokedError
 from bff.operations import partner_apps
 from bff.operations.live import Live
 from bff.store.database import Database
@@ -130,7 +130,7 @@ async def test_revoking_ends_the_secret_the_tokens_and_the_sessions(database: Da
     )
     async with database.session() as db:
         assert await db.scalar(select(PartnerCredential.revoked_at)) == NOW
-    with pytest.raises(partner_apps.PartnerAppRevokedError):
+    with pytest.raises(RevokedError):
         await partner_apps.regenerate_secret(database, ACTOR, app_id, now=NOW)
     again = await partner_apps.revoke_app(database, ACTOR, app_id, now=NOW + timedelta(hours=1))
     assert again == revoked

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bff.errors import InvalidInputError, NotFoundError
+from bff.errors import InvalidInputError, NotFoundError, RevokedError
 from bff.operations import partner_apps, tenants
 from bff.web.admin.console import (
     admin_form,
@@ -212,7 +212,7 @@ async def regenerate(request: Request) -> Response:
         renewed = await partner_apps.regenerate_secret(
             svc.database, session.email, app.id, now=svc.clock.now(), live=svc.live()
         )
-    except partner_apps.PartnerAppRevokedError:  # revoked while the admin confirmed
+    except RevokedError:  # revoked while the admin confirmed
         return await _refused_revoked(request, app.id)
     return _secret_page(request, renewed, created=False)
 

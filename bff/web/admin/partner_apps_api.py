@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -121,12 +120,9 @@ async def update_app(request: Request) -> Response:
 async def regenerate_secret(request: Request) -> Response:
     caller = await authenticate_admin(request)
     svc = services(request)
-    try:
-        renewed = await partner_apps.regenerate_secret(
-            svc.database, caller.email, _app_id(request), now=svc.clock.now(), live=svc.live()
-        )
-    except partner_apps.PartnerAppRevokedError as exc:
-        raise HTTPException(409, str(exc)) from None
+    renewed = await partner_apps.regenerate_secret(
+        svc.database, caller.email, _app_id(request), now=svc.clock.now(), live=svc.live()
+    )
     body = {"client_id": renewed.app.client_id, "client_secret": renewed.client_secret}
     return JSONResponse(body, headers=NO_STORE)
 

@@ -9,7 +9,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from bff.errors import AlreadyExistsError, InUseError, InvalidInputError, NotFoundError
+from bff.errors import (
+    AlreadyExistsError,
+    InUseError,
+    InvalidInputError,
+    NotFoundError,
+    RevokedError,
+)
 from bff.passwords import WeakPasswordError
 
 REFUSALS: dict[str, tuple[Exception, int]] = {
@@ -18,6 +24,7 @@ REFUSALS: dict[str, tuple[Exception, int]] = {
     "missing": (NotFoundError("no user x@example.com"), 404),
     "exists": (AlreadyExistsError("a tenant acme already exists"), 409),
     "in-use": (InUseError("acme is used by 1 mapping(s)"), 409),
+    "revoked": (RevokedError("partner app 3 is revoked; create a new one"), 409),
 }
 
 
