@@ -24,11 +24,12 @@ from bff.clock import Clock, SystemClock
 from bff.crypto import SecretBox
 from bff.logs import register_secret
 from bff.metrics import HttpMetrics
+from bff.operations.connections import load_connections
 from bff.resources import static_dir
 from bff.settings import Settings, check_connection_wide_delivery
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
-from bff.web import health, template_helpers
+from bff.web import api_docs, health, template_helpers
 from bff.web.account import pages as account_pages
 from bff.web.admin import api as admin_api
 from bff.web.admin import mappings as admin_mappings
@@ -100,7 +101,12 @@ def create_app(
                 ),
             ):
                 broker = create_broker(settings, broker_http, broker_metrics, clock)
+                secret_box = SecretBox(settings.encryption_keys)
                 try:
+                    # After the schema is ready; a stored "default" replaces the settings' one.
+                    stored = await load_connections(database, secret_box, settings, clock)
+                    for connection_id, connector in stored.items():
+                        await broker.replace_connection(connection_id, connector)
                     yield {
                         "services": Services(
                             settings=settings,
@@ -108,7 +114,7 @@ def create_app(
                             registry=registry,
                             templates=templates,
                             pages=PageMemo(templates),
-                            secret_box=SecretBox(settings.encryption_keys),
+                            secret_box=secret_box,
                             database=database,
                             http=proxy_http,
                             sessions=sessions,
@@ -132,6 +138,7 @@ def create_app(
         *account_pages.routes,
         *admin_api.routes,
         *partner_apps_api.routes,
+        *api_docs.routes,
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(

@@ -23,6 +23,10 @@ credentials are tried at once, without waiting for the discarded call.
 
 Background work runs as asyncio tasks owned by the broker and cancelled by
 ``aclose()``; ``refresh_due()`` and ``wait_idle()`` let tests drive it step by step.
+
+For the admin: ``snapshot()`` tells what this process knows of every key (expiry,
+last refresh, last error — never a token), ``refresh(scope)`` renews one key now,
+and ``history`` counts upstream calls and errors per hour (in this process only).
 """
 
 from __future__ import annotations
@@ -44,9 +48,11 @@ from bff.broker.circuit import CircuitBreaker
 from bff.broker.connectors import AnyConnector, PairTokenConnector
 from bff.broker.connectors.base import Issued, Send
 from bff.broker.expiry import refresh_time, vendor_token
+from bff.broker.history import UpstreamHistory
 from bff.broker.metrics import BrokerMetrics
 from bff.broker.policy import BrokerPolicy
 from bff.broker.scope import TokenScope, VendorToken
+from bff.broker.snapshot import SHARED, KeySnapshot
 from bff.broker.upstream import Gateway
 from bff.clock import Clock
 from bff.errors import (
@@ -65,9 +71,8 @@ logger = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 # One upstream request of a connector, given the gateway's send.
 _Request = Callable[[Send], Awaitable[Issued]]
-# The tenant fields of the key under which a connection-wide token is kept. Never a
-# valid identifier, so it cannot collide with a real pair.
-SHARED = ""
+__all__ = ["SHARED", "TokenBroker"]
+
 _OUTCOMES: dict[type[UpstreamError], str] = {
     UpstreamRejected: "rejected",
     UpstreamRateLimited: "rate_limited",
@@ -108,6 +113,7 @@ class _Connection:
 @dataclasses.dataclass(eq=False)
 class _KeyState:
     expires_at: datetime | None = None
+    obtained_at: datetime | None = None
     refresh_at: datetime | None = None
     # Requested during the current token's life: worth renewing in the background.
     wanted: bool = False
@@ -115,6 +121,9 @@ class _KeyState:
     retry_at: datetime | None = None
     last_error: UpstreamError | None = None
     rejected_until: datetime | None = None
+    # For the admin: the latest failure, kept after a success (last_error is not).
+    error_message: str | None = None
+    error_at: datetime | None = None
 
 
 class _Call:
@@ -172,27 +181,47 @@ class TokenBroker:
         self._tasks: set[asyncio.Task[VendorToken]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self._closed = False
+        self.history = UpstreamHistory(clock)
         for connection_id, connector in connections.items():
             self.add_connection(connection_id, connector)
 
     # -- public interface ------------------------------------------------------------
 
     def add_connection(self, connection_id: str, connector: AnyConnector) -> None:
+        """Add a new connection; replacing one goes through :meth:`replace_connection`,
+        which drops the tokens the old connector obtained."""
+        if connection_id in self._connections:
+            raise ValueError(f"connection {connection_id!r} exists; use replace_connection")
+        self._connections[connection_id] = self._new_connection(connection_id, connector)
+        self._metrics.circuit_state.labels(connection_id).set(0)
+
+    async def replace_connection(self, connection_id: str, connector: AnyConnector) -> int:
+        """Add the connection, or replace it (new credentials, another kind): its cached
+        tokens, remembered failures, cool-down and circuit go, and calls the old
+        connector has in flight are discarded. Returns how many tokens were dropped."""
+        # Swapped before the purge: every call started from here on uses the new connector.
+        self._connections[connection_id] = self._new_connection(connection_id, connector)
+        self._metrics.circuit_state.labels(connection_id).set(0)
+        return await self.purge(connection_id=connection_id)
+
+    def _new_connection(self, connection_id: str, connector: AnyConnector) -> _Connection:
         breaker = CircuitBreaker(
             self._clock,
             threshold=self._policy.circuit_threshold,
             open_for=self._policy.circuit_open_for,
         )
         hits = self._metrics.hits.labels(connection_id)
-        self._connections[connection_id] = _Connection(connection_id, connector, breaker, hits)
-        self._metrics.circuit_state.labels(connection_id).set(0)
+        return _Connection(connection_id, connector, breaker, hits)
 
     async def remove_connection(self, connection_id: str) -> int:
         """Drop the connection with its tokens, cool-down and circuit: one added again
         under the same id starts afresh."""
-        dropped = await self.purge(connection_id=connection_id)
+        # Gone before the purge, so no new call can start for it while the purge runs.
         self._connections.pop(connection_id, None)
-        return dropped
+        return await self.purge(connection_id=connection_id)
+
+    def has_connection(self, connection_id: str) -> bool:
+        return connection_id in self._connections
 
     async def get(self, scope: TokenScope) -> VendorToken:
         """A valid token for ``scope``; see the module docstring for what it raises."""
@@ -280,6 +309,56 @@ class TokenBroker:
             if state.expires_at is not None and state.expires_at > now
         )
 
+    def snapshot(self) -> list[KeySnapshot]:
+        """Every key this process holds a valid token or a remembered failure for, sorted.
+
+        Only this process's knowledge: with a shared (Redis) cache, tokens another
+        instance obtained appear once this one has served them.
+        """
+        now = self._clock.now()
+        found = []
+        for key, state in self._keys.items():
+            valid = state.expires_at is not None and state.expires_at > now
+            if not valid and state.error_message is None:
+                continue
+            blocked = max(
+                (m for m in (state.retry_at, state.rejected_until) if m is not None and m > now),
+                default=None,
+            )
+            found.append(
+                KeySnapshot(
+                    scope=key,
+                    expires_at=state.expires_at if valid else None,
+                    obtained_at=state.obtained_at if valid else None,
+                    error=state.error_message,
+                    error_at=state.error_at,
+                    blocked_until=blocked,
+                )
+            )
+        return sorted(found, key=lambda snapshot: snapshot.scope)
+
+    async def refresh(self, scope: TokenScope) -> VendorToken:
+        """Renew the token of ``scope``'s key now, however long the current one still
+        lasts: joins the call in flight for the key, or starts one and waits for it.
+
+        A remembered refusal or cool-down still holds (raised as by :meth:`get`):
+        an admin's click must not become a way around the vendor's limits. Under the
+        shared key of a connection with the per-pair step this renews its credential.
+        """
+        connection = self._connection(scope.connection_id)
+        key = connection.key(scope)
+        if connection.source(key).single_use:
+            return await self._fetch_single_use(connection, key)
+        flight = self._flights.get(key)
+        if flight is None:
+            self._raise_if_blocked(connection, key)
+            current = await self._cache.get(key)
+            # A flight may have started while the cache answered.
+            flight = self._flights.get(key) or self._start_flight(
+                connection, key, stale=current, background=False
+            )
+        return await _joined(flight)
+
     async def refresh_due(self, *, wait: bool = True) -> int:
         """Start renewing every wanted token past its refresh time; return how many started."""
         now = self._clock.now()
@@ -342,6 +421,7 @@ class TokenBroker:
 
     def _schedule(self, state: _KeyState, token: VendorToken, connection: _Connection) -> None:
         state.expires_at = token.expires_at
+        state.obtained_at = token.obtained_at
         lead = 2 * connection.latency + self._policy.poll
         state.refresh_at = refresh_time(token, self._policy, self._rng, lead=lead)
 
@@ -432,6 +512,7 @@ class TokenBroker:
         now = self._clock.now()
         state = self._keys.setdefault(key, _KeyState())
         state.last_error = exc
+        state.error_message, state.error_at = str(exc), now
         # The vendor (or our circuit) named a time before which no call may go out.
         told_to_wait = isinstance(exc, UpstreamRateLimited | CircuitOpen)
         if isinstance(exc, UpstreamRejected):
@@ -542,44 +623,46 @@ class TokenBroker:
             # Checked after queueing: a 429 or an open circuit stops those still waiting.
             self._raise_if_cooling(connection)
             if not connection.breaker.acquire():
-                self._count(connection, "circuit_open")
-                raise CircuitOpen(
+                refused = CircuitOpen(
                     "the vendor failed repeatedly; calls are paused",
                     retry_after=max(1.0, connection.breaker.retry_after()),
                 )
+                self._count(connection, call, "circuit_open", refused)
+                raise refused
             started = anyio.current_time()
             obtained_at = self._clock.now()
             try:
                 issued = await request(self._gateway.send)
                 token = vendor_token(issued, lifetime, obtained_at, self._policy)
-            except UpstreamRejected:
+            except UpstreamRejected as exc:
                 connection.breaker.success()  # the vendor is up; our configuration is not
-                self._count(connection, "rejected")
+                self._count(connection, call, "rejected", exc)
                 raise
             except UpstreamRateLimited as exc:
                 connection.breaker.neutral()  # a 429 says nothing about the vendor's health
-                self._count(connection, "rate_limited")
+                self._count(connection, call, "rate_limited", exc)
                 if not call.discard:
                     self._cool_down(connection, call.key, exc)
                 raise
             except UpstreamUnavailable as exc:
                 self._unhealthy(connection, call)
-                self._count(connection, _OUTCOMES.get(type(exc), "bad_response"))
+                self._count(connection, call, _OUTCOMES.get(type(exc), "bad_response"), exc)
                 raise
             except Exception as exc:
                 # A connector bug must still end in the error tree, not a stack trace page.
                 self._unhealthy(connection, call)
-                self._count(connection, "bad_response")
                 logger.error(
                     "vendor connection %s: %s in connector", connection.id, type(exc).__name__
                 )
-                raise UpstreamBadResponse("unexpected error reading the vendor's answer") from None
+                bad = UpstreamBadResponse("unexpected error reading the vendor's answer")
+                self._count(connection, call, "bad_response", bad)
+                raise bad from None
             except BaseException:
                 connection.breaker.neutral()  # cancelled: frees a half-open probe slot
                 raise
             else:
                 connection.breaker.success()
-                self._count(connection, "ok")
+                self._count(connection, call, "ok")
                 elapsed = anyio.current_time() - started
                 connection.latency = max(elapsed, 0.8 * connection.latency + 0.2 * elapsed)
                 return token
@@ -616,8 +699,11 @@ class TokenBroker:
             if connection.cooldown_until is None or until > connection.cooldown_until:
                 connection.cooldown_until = until
 
-    def _count(self, connection: _Connection, outcome: str) -> None:
+    def _count(
+        self, connection: _Connection, call: _Call, outcome: str, exc: Exception | None = None
+    ) -> None:
         self._metrics.upstream_calls.labels(connection.id, outcome).inc()
+        self.history.record(call.key, outcome, None if exc is None else str(exc))
 
     # -- background tasks ----------------------------------------------------------------
 

@@ -1,0 +1,644 @@
+"""Vendor connections and their tokens: list, save, delete, load at start-up; test a
+connection, renew or evict one cached token.
+
+Connection ``"default"`` comes from the ``BFF_UPSTREAM_*`` settings. A connection
+stored in the database under the id ``"default"`` overrides it for as long as the
+row exists; deleting the row brings the settings' connection back. Other stored
+connections sit beside it under their own ids.
+
+Secrets are write-only: they are encrypted bound to their row, never shown, never
+audited. A save with an empty secret keeps the stored one (for the same kind only:
+what the secret means depends on the kind). The second secret is the API secret
+(header-exchange), the client secret (oauth2-client-credentials) or the optional
+extra authentication parameter (apikey-jwt); static-bearer has none. When each was
+last set is kept in the row's options, so the console can say "set on DATE".
+
+A save is checked exactly as the settings are (settings' own reader and checks,
+then the connector factory), audited in the same transaction, and then replaces
+the connector in the running broker, which drops every token the old one obtained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, select
+
+from bff import identifiers
+from bff.broker.broker import TokenBroker
+from bff.broker.connectors import AnyConnector, build_connector
+from bff.broker.scope import TokenScope, VendorToken
+from bff.broker.snapshot import SHARED
+from bff.clock import Clock
+from bff.crypto import SecretBox
+from bff.errors import (
+    AlreadyExistsError,
+    ConfigurationError,
+    InvalidInputError,
+    NotFoundError,
+    SecretDecryptionError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from bff.logs import register_secret
+from bff.operations import audit
+from bff.settings import (
+    CONNECTOR_KINDS,
+    ConnectorKind,
+    Settings,
+    UpstreamSettings,
+    check_connection_wide_delivery,
+)
+
+# Settings' own reader: a stored connection is held to exactly the rules of BFF_UPSTREAM_*.
+from bff.settings import _Reader as SettingsReader
+from bff.store import connections as store
+from bff.store.database import Database
+from bff.store.models import SubTenant, VendorConnection
+
+logger = logging.getLogger(__name__)
+
+DEFAULT = "default"
+MAX_TEXT = 2000
+# The options each kind reads; others a form sends are not stored.
+KIND_OPTIONS: dict[ConnectorKind, tuple[str, ...]] = {
+    "header-exchange": (),
+    "apikey-jwt": ("auth_url", "single_use", "pair_token_url", "pair_token_style"),
+    "oauth2-client-credentials": (
+        "auth_url",
+        "basic_auth",
+        "realm",
+        "pair_token_url",
+        "pair_token_style",
+    ),
+    "static-bearer": (
+        "whoami_url",
+        "auth_scheme",
+        "api_username",
+        "pair_token_url",
+        "pair_token_style",
+    ),
+}
+_TEXT_OPTIONS = ("auth_url", "realm", "whoami_url", "api_username", "pair_token_url")
+_URLS = frozenset({"base_url", "auth_url", "whoami_url", "pair_token_url"})
+# Where a setting's complaint belongs on the form.
+_FIELDS = {
+    "BFF_UPSTREAM_KIND": "kind",
+    "BFF_UPSTREAM_BASE_URL": "base_url",
+    "BFF_UPSTREAM_API_KEY": "api_key",
+    "BFF_UPSTREAM_API_SECRET": "api_secret",
+    "BFF_UPSTREAM_AUTH_PARAM": "api_secret",
+    "BFF_UPSTREAM_AUTH_URL": "auth_url",
+    "BFF_UPSTREAM_REALM": "realm",
+    "BFF_UPSTREAM_WHOAMI_URL": "whoami_url",
+    "BFF_UPSTREAM_AUTH_SCHEME": "auth_scheme",
+    "BFF_UPSTREAM_API_USERNAME": "api_username",
+    "BFF_UPSTREAM_PAIR_TOKEN_URL": "pair_token_url",
+    "BFF_UPSTREAM_PAIR_TOKEN_STYLE": "pair_token_style",
+    "BFF_UPSTREAM_SINGLE_USE": "single_use",
+    "BFF_UPSTREAM_BASIC_AUTH": "basic_auth",
+    "BFF_DASHBOARD_DELIVERY": "pair_token_url",
+}
+_LABELS = {
+    "base_url": "base URL",
+    "api_key": "API key",
+    "api_secret": "API secret",
+    "auth_url": "authentication endpoint",
+    "whoami_url": "who-am-I endpoint",
+    "auth_scheme": "key presentation",
+    "api_username": "API username",
+    "pair_token_url": "per-pair token endpoint",
+    "pair_token_style": "per-pair token style",
+    "single_use": "single-use",
+    "basic_auth": "HTTP Basic",
+}
+Secret = Literal["api_key", "api_secret"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionInput:
+    """What the admin submitted. An empty secret keeps the stored one."""
+
+    id: str
+    kind: str
+    base_url: str
+    api_key: str = dataclasses.field(default="", repr=False)
+    api_secret: str = dataclasses.field(default="", repr=False)
+    clear_api_secret: bool = False
+    options: Mapping[str, str | bool] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretStatus:
+    set: bool
+    # When it was stored; None for a secret from the settings.
+    set_at: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionView:
+    """A connection without its secrets: ``upstream`` holds none of them."""
+
+    id: str
+    stored: bool
+    # A stored "default" while BFF_UPSTREAM_* configure one too.
+    overrides_settings: bool
+    upstream: UpstreamSettings
+    api_key: SecretStatus
+    api_secret: SecretStatus
+    updated_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenOutcome:
+    """What the broker answered for one key; never the token itself."""
+
+    scope: TokenScope
+    status: Literal["ok", "refused", "unavailable"]
+    message: str = ""
+    expires_at: datetime | None = None
+    obtained_at: datetime | None = None
+    retry_after: int | None = None
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+async def list_connections(database: Database, settings: Settings) -> list[ConnectionView]:
+    """The settings' connection (unless a stored one overrides it), then every stored one."""
+    async with database.session() as db:
+        rows = list(await db.scalars(select(VendorConnection).order_by(VendorConnection.id)))
+    views = [_stored_view(row, settings) for row in rows]
+    if settings.upstream.configured and DEFAULT not in {row.id for row in rows}:
+        views.insert(0, _settings_view(settings))
+    return views
+
+
+async def get_connection(
+    database: Database, settings: Settings, connection_id: str
+) -> ConnectionView:
+    async with database.session() as db:
+        row = await db.get(VendorConnection, connection_id)
+    if row is not None:
+        return _stored_view(row, settings)
+    if connection_id == DEFAULT and settings.upstream.configured:
+        return _settings_view(settings)
+    raise NotFoundError(f"no vendor connection {connection_id}")
+
+
+def _settings_view(settings: Settings) -> ConnectionView:
+    upstream = settings.upstream
+    second = upstream.auth_param if upstream.kind == "apikey-jwt" else upstream.api_secret
+    return ConnectionView(
+        id=DEFAULT,
+        stored=False,
+        overrides_settings=False,
+        upstream=dataclasses.replace(upstream, api_key=None, api_secret=None, auth_param=None),
+        api_key=SecretStatus(bool(upstream.api_key)),
+        api_secret=SecretStatus(bool(second)),
+        updated_at=None,
+    )
+
+
+def _stored_view(row: VendorConnection, settings: Settings) -> ConnectionView:
+    options = _options(row)
+    set_at = options.get("secrets_set_at")
+    dates = set_at if isinstance(set_at, dict) else {}
+    return ConnectionView(
+        id=row.id,
+        stored=True,
+        overrides_settings=row.id == DEFAULT and settings.upstream.configured,
+        upstream=_upstream(row, options, None, None, settings.upstream),
+        api_key=SecretStatus(row.api_key_encrypted is not None, _date(dates.get("api_key"))),
+        api_secret=SecretStatus(
+            row.api_secret_encrypted is not None, _date(dates.get("api_secret"))
+        ),
+        updated_at=row.updated_at,
+    )
+
+
+# -- saving and deleting -------------------------------------------------------------------
+
+
+async def save_connection(
+    database: Database,
+    box: SecretBox,
+    actor: str,
+    values: ConnectionInput,
+    *,
+    settings: Settings,
+    clock: Clock,
+    create: bool,
+    broker: TokenBroker | None = None,
+) -> ConnectionView:
+    """Create (``create``) or update a stored connection, then put it in ``broker``."""
+    connection_id = identifiers.tenant_id(values.id, "connection id")
+    if not values.kind.strip():
+        raise InvalidInputError("kind: choose a connector kind", field="kind")
+    with _as_input_error():
+        kind = _reader(values, "", "").choice(
+            "BFF_UPSTREAM_KIND", CONNECTOR_KINDS, "header-exchange"
+        )
+    options = {name: values.options.get(name, "") for name in KIND_OPTIONS[kind]}
+    async with database.session() as db:
+        row = await db.get(VendorConnection, connection_id)
+        if create and row is not None:
+            raise AlreadyExistsError(f"a connection {connection_id} exists already")
+        if not create and row is None:
+            raise NotFoundError(f"no stored vendor connection {connection_id}")
+        api_key, api_secret = _secrets(box, row, kind, values)
+        clean = dataclasses.replace(values, id=connection_id, kind=kind, options=options)
+        upstream, connector = _validate(clean, api_key, api_secret, settings, clock)
+        register_secret(api_key)
+        register_secret(api_secret)
+        changed = _changed_secrets(values, row, kind)
+        stored_options = _stored_options(upstream, row, changed, clock)
+        assert upstream.base_url is not None  # build_connector requires it
+        row = await store.save_connection(
+            db,
+            box,
+            connection_id,
+            kind=kind,
+            base_url=upstream.base_url,
+            api_key=api_key,
+            api_secret=api_secret,
+            options=stored_options,
+        )
+        row.updated_at = clock.now()  # the injected clock, like the secrets' dates
+        await audit.record(
+            db,
+            actor,
+            "connection.save",
+            connection_id,
+            {"kind": kind, "base_url": upstream.base_url, "secrets_changed": changed},
+        )
+        view = _stored_view(row, settings)
+    if broker is not None:
+        await broker.replace_connection(connection_id, connector)
+    return view
+
+
+async def delete_connection(
+    database: Database,
+    actor: str,
+    connection_id: str,
+    *,
+    settings: Settings,
+    clock: Clock,
+    broker: TokenBroker | None = None,
+) -> None:
+    """Delete a stored connection and its tokens; a deleted "default" falls back to the
+    settings' connection, which itself cannot be deleted here."""
+    async with database.session() as db:
+        result = await db.execute(
+            delete(VendorConnection).where(VendorConnection.id == connection_id)
+        )
+        if not getattr(result, "rowcount", 0):
+            if connection_id == DEFAULT and settings.upstream.configured:
+                raise InvalidInputError(
+                    "connection default comes from the BFF_UPSTREAM_* settings; "
+                    "change them to change it",
+                    field="id",
+                )
+            raise NotFoundError(f"no stored vendor connection {connection_id}")
+        await audit.record(db, actor, "connection.delete", connection_id)
+    if broker is None:
+        return
+    if connection_id == DEFAULT and settings.upstream.configured:
+        await broker.replace_connection(DEFAULT, build_connector(settings.upstream, clock))
+    else:
+        await broker.remove_connection(connection_id)
+
+
+async def load_connections(
+    database: Database, box: SecretBox, settings: Settings, clock: Clock
+) -> dict[str, AnyConnector]:
+    """The connector of every usable stored connection, for the broker at start-up.
+
+    A row whose secrets do not decrypt (a lost key) or whose settings no longer pass
+    (the dashboard delivery changed) is logged and skipped: the rest still serve.
+    """
+    async with database.session() as db:
+        rows = list(await db.scalars(select(VendorConnection).order_by(VendorConnection.id)))
+    found: dict[str, AnyConnector] = {}
+    for row in rows:
+        try:
+            api_key, api_secret = store.connection_secrets(box, row)
+            upstream = _upstream(row, _options(row), api_key, api_secret, settings.upstream)
+            check_connection_wide_delivery(upstream, settings.dashboard_delivery)
+            found[row.id] = build_connector(upstream, clock)
+        except (SecretDecryptionError, ConfigurationError, InvalidInputError) as exc:
+            logger.error("stored vendor connection %s skipped: %s", row.id, exc)
+            continue
+        register_secret(api_key)
+        register_secret(api_secret)
+    return found
+
+
+def _secrets(
+    box: SecretBox, row: VendorConnection | None, kind: str, values: ConnectionInput
+) -> tuple[str | None, str | None]:
+    """The secrets to store: the submitted ones, else the stored ones of the same kind."""
+    stored: tuple[str | None, str | None] = (None, None)
+    if row is not None and row.kind == kind and not (values.api_key and values.api_secret):
+        try:
+            stored = store.connection_secrets(box, row)
+        except SecretDecryptionError:
+            raise InvalidInputError(
+                "the stored secrets cannot be decrypted with BFF_ENCRYPTION_KEYS; enter them again",
+                field="api_key",
+            ) from None
+    api_key = values.api_key.strip() or stored[0]
+    api_secret = values.api_secret.strip() or stored[1]
+    if values.clear_api_secret or kind == "static-bearer":  # static-bearer has no second secret
+        api_secret = None
+    return api_key, api_secret
+
+
+def _changed_secrets(
+    values: ConnectionInput, row: VendorConnection | None, kind: str
+) -> list[Secret]:
+    """Which secrets this save sets anew (a new row or a new kind sets both)."""
+    fresh = row is None or row.kind != kind
+    changed: list[Secret] = []
+    if fresh or values.api_key.strip():
+        changed.append("api_key")
+    if fresh or values.api_secret.strip() or values.clear_api_secret:
+        changed.append("api_secret")
+    return changed
+
+
+def _stored_options(
+    upstream: UpstreamSettings, row: VendorConnection | None, changed: list[Secret], clock: Clock
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        name: getattr(upstream, name) for name in KIND_OPTIONS[upstream.kind]
+    }
+    previous = _options(row).get("secrets_set_at") if row is not None else None
+    dates = dict(previous) if isinstance(previous, dict) else {}
+    now = clock.now().isoformat()
+    secrets = {"api_key": upstream.api_key, "api_secret": _second_secret(upstream)}
+    for name in changed:
+        dates[name] = now if secrets[name] else None
+    options["secrets_set_at"] = dates
+    return options
+
+
+# -- validation: the settings' rules, then the connector factory ---------------------------
+
+
+def _validate(
+    values: ConnectionInput,
+    api_key: str | None,
+    api_secret: str | None,
+    settings: Settings,
+    clock: Clock,
+) -> tuple[UpstreamSettings, AnyConnector]:
+    for name in ("base_url", *_TEXT_OPTIONS):
+        text = values.base_url if name == "base_url" else values.options.get(name, "")
+        if isinstance(text, str) and (len(text) > MAX_TEXT or any(ord(c) < 32 for c in text)):
+            raise InvalidInputError(
+                f"{_LABELS.get(name, name)}: at most {MAX_TEXT} characters, no control characters",
+                field=name,
+            )
+        if name in _URLS and isinstance(text, str) and _has_userinfo(name, text):
+            # It would be shown and audited like any URL; credentials go in their fields.
+            raise InvalidInputError(
+                f"{_LABELS.get(name, name)}: put credentials in their own fields, not in the URL",
+                field=name,
+            )
+    with _as_input_error():
+        upstream = _parse(values, api_key, api_secret, settings.upstream)
+        check_connection_wide_delivery(upstream, settings.dashboard_delivery)
+        return upstream, build_connector(upstream, clock)
+    raise AssertionError("unreachable")
+
+
+def _has_userinfo(name: str, url: str) -> bool:
+    try:
+        return "@" in urlsplit(url).netloc
+    except ValueError:  # an unbalanced [ for IPv6, which urlsplit refuses by raising
+        raise InvalidInputError(
+            f"{_LABELS.get(name, name)} is not a valid http/https URL", field=name
+        ) from None
+
+
+@contextlib.contextmanager
+def _as_input_error() -> Iterator[None]:
+    """A setting's complaint, as a refusal naming the form's field."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        field = _FIELDS.get(exc.setting, "kind")
+        label = _LABELS.get(field, field)
+        joiner = " " if exc.problem.startswith(("is ", "has ", "must ")) else ": "
+        raise InvalidInputError(f"{label}{joiner}{exc.problem}", field=field) from None
+
+
+def _reader(values: ConnectionInput, api_key: str, api_secret: str) -> SettingsReader:
+    option = values.options
+
+    def text(name: str) -> str:
+        value = option.get(name, "")
+        return value if isinstance(value, str) else ""
+
+    def flag(name: str) -> str:
+        return "true" if option.get(name) is True else "false"
+
+    return SettingsReader(
+        {
+            "BFF_UPSTREAM_KIND": values.kind,
+            "BFF_UPSTREAM_BASE_URL": values.base_url,
+            "BFF_UPSTREAM_API_KEY": api_key,
+            "BFF_UPSTREAM_API_SECRET": api_secret,
+            "BFF_UPSTREAM_AUTH_URL": text("auth_url"),
+            "BFF_UPSTREAM_SINGLE_USE": flag("single_use"),
+            "BFF_UPSTREAM_BASIC_AUTH": flag("basic_auth"),
+            "BFF_UPSTREAM_REALM": text("realm"),
+            "BFF_UPSTREAM_WHOAMI_URL": text("whoami_url"),
+            "BFF_UPSTREAM_AUTH_SCHEME": text("auth_scheme"),
+            "BFF_UPSTREAM_API_USERNAME": text("api_username"),
+            "BFF_UPSTREAM_PAIR_TOKEN_URL": text("pair_token_url"),
+            "BFF_UPSTREAM_PAIR_TOKEN_STYLE": text("pair_token_style"),
+        }
+    )
+
+
+def _parse(
+    values: ConnectionInput,
+    api_key: str | None,
+    api_secret: str | None,
+    defaults: UpstreamSettings,
+) -> UpstreamSettings:
+    """The connection as :class:`UpstreamSettings`; the apikey-jwt secret is its auth param.
+    Timeout and concurrency are the broker's, so they come from the settings."""
+    read = _reader(values, api_key or "", api_secret or "")
+    kind = read.choice("BFF_UPSTREAM_KIND", CONNECTOR_KINDS, "header-exchange")
+    second = read.text("BFF_UPSTREAM_API_SECRET") if kind != "static-bearer" else None
+    return UpstreamSettings(
+        kind=kind,
+        base_url=read.url("BFF_UPSTREAM_BASE_URL"),
+        api_key=read.text("BFF_UPSTREAM_API_KEY"),
+        api_secret=None if kind == "apikey-jwt" else second,
+        auth_url=read.text("BFF_UPSTREAM_AUTH_URL"),
+        auth_param=second if kind == "apikey-jwt" else None,
+        single_use=read.flag("BFF_UPSTREAM_SINGLE_USE"),
+        basic_auth=read.flag("BFF_UPSTREAM_BASIC_AUTH"),
+        realm=read.text("BFF_UPSTREAM_REALM"),
+        whoami_url=read.text("BFF_UPSTREAM_WHOAMI_URL"),
+        auth_scheme=read.choice("BFF_UPSTREAM_AUTH_SCHEME", ("bearer", "basic"), "bearer"),
+        api_username=read.text("BFF_UPSTREAM_API_USERNAME"),
+        pair_token_url=read.text("BFF_UPSTREAM_PAIR_TOKEN_URL"),
+        pair_token_style=read.choice(
+            "BFF_UPSTREAM_PAIR_TOKEN_STYLE", ("headers", "json"), "headers"
+        ),
+        timeout=defaults.timeout,
+        max_concurrency=defaults.max_concurrency,
+    )
+
+
+def _upstream(
+    row: VendorConnection,
+    options: Mapping[str, Any],
+    api_key: str | None,
+    api_secret: str | None,
+    defaults: UpstreamSettings,
+) -> UpstreamSettings:
+    """A stored row as settings, read back through the same checks it was saved with."""
+    values = ConnectionInput(
+        id=row.id,
+        kind=row.kind,
+        base_url=row.base_url,
+        options={
+            name: value
+            for name, value in options.items()
+            if name in _kind_options(row.kind) and isinstance(value, str | bool)
+        },
+    )
+    try:
+        return _parse(values, api_key, api_secret, defaults)
+    except ConfigurationError as exc:
+        raise InvalidInputError(f"stored connection {row.id}: {exc}") from None
+
+
+def _kind_options(kind: str) -> tuple[str, ...]:
+    return next((names for known, names in KIND_OPTIONS.items() if known == kind), ())
+
+
+def _second_secret(upstream: UpstreamSettings) -> str | None:
+    return upstream.auth_param if upstream.kind == "apikey-jwt" else upstream.api_secret
+
+
+def _options(row: VendorConnection | None) -> dict[str, Any]:
+    if row is None:
+        return {}
+    try:
+        options = json.loads(row.options or "{}")
+    except ValueError:
+        return {}
+    return options if isinstance(options, dict) else {}
+
+
+def _date(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+async def known_pairs(database: Database, limit: int = 500) -> list[tuple[str, str]]:
+    """Some existing (tenant, sub-tenant) pairs, to pick one for a test."""
+    async with database.session() as db:
+        rows = await db.execute(
+            select(SubTenant.tenant_id, SubTenant.id)
+            .order_by(SubTenant.tenant_id, SubTenant.id)
+            .limit(limit)
+        )
+        return [(tenant, sub) for tenant, sub in rows.all()]
+
+
+# -- a connection's tokens -----------------------------------------------------------------
+
+
+def token_scope(connection_id: str, tenant_id: str, sub_tenant_id: str) -> TokenScope:
+    """A validated key; both tenant fields empty name the connection-wide token."""
+    connection_id = identifiers.tenant_id(connection_id, "connection id")
+    if not tenant_id.strip() and not sub_tenant_id.strip():
+        return TokenScope(connection_id, SHARED, SHARED)
+    return TokenScope(
+        connection_id, identifiers.tenant_id(tenant_id), identifiers.sub_tenant_id(sub_tenant_id)
+    )
+
+
+def _target(scope: TokenScope) -> str:
+    pair = (
+        "connection-wide"
+        if scope.tenant_id == SHARED
+        else f"{scope.tenant_id}/{scope.sub_tenant_id}"
+    )
+    return f"{scope.connection_id} {pair}"
+
+
+def _require(broker: TokenBroker, connection_id: str) -> None:
+    if not broker.has_connection(connection_id):
+        raise NotFoundError(f"no usable vendor connection {connection_id}")
+
+
+async def _outcome(
+    scope: TokenScope, obtain: Callable[[TokenScope], Awaitable[VendorToken]]
+) -> TokenOutcome:
+    try:
+        token = await obtain(scope)
+    except UpstreamRejected as exc:
+        return TokenOutcome(scope, "refused", str(exc))
+    except UpstreamUnavailable as exc:
+        retry = max(1, round(exc.retry_after or 1))
+        return TokenOutcome(scope, "unavailable", str(exc), retry_after=retry)
+    return TokenOutcome(scope, "ok", expires_at=token.expires_at, obtained_at=token.obtained_at)
+
+
+async def try_connection(
+    database: Database, actor: str, broker: TokenBroker, scope: TokenScope
+) -> TokenOutcome:
+    """Ask the broker for the pair's token, as a user's page would (cache, single flight)."""
+    _require(broker, scope.connection_id)
+    outcome = await _outcome(scope, broker.get)
+    async with database.session() as db:
+        await audit.record(
+            db, actor, "connection.test", _target(scope), {"outcome": outcome.status}
+        )
+    return outcome
+
+
+async def refresh_token(
+    database: Database, actor: str, broker: TokenBroker, scope: TokenScope
+) -> TokenOutcome:
+    """Renew one key's token now (see :meth:`TokenBroker.refresh`)."""
+    _require(broker, scope.connection_id)
+    outcome = await _outcome(scope, broker.refresh)
+    async with database.session() as db:
+        await audit.record(db, actor, "token.refresh", _target(scope), {"outcome": outcome.status})
+    return outcome
+
+
+async def evict_token(
+    database: Database, actor: str, broker: TokenBroker, scope: TokenScope
+) -> int:
+    """Drop one key's token and remembered failure; the next request obtains a new one."""
+    dropped = await broker.purge(
+        connection_id=scope.connection_id,
+        tenant_id=scope.tenant_id,
+        sub_tenant_id=scope.sub_tenant_id,
+    )
+    async with database.session() as db:
+        await audit.record(db, actor, "token.evict", _target(scope), {"dropped": dropped})
+    return dropped
