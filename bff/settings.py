@@ -157,9 +157,11 @@ class Settings:
         return _parse(values)
 
 
-def _parse(env: Mapping[str, str]) -> Settings:
-    reader = _Reader(env)
-    upstream = UpstreamSettings(
+def read_upstream(env: Mapping[str, str]) -> UpstreamSettings:
+    """A vendor connection from ``BFF_UPSTREAM_*`` values: the settings' default one, and
+    those the admin console stores (it maps its form onto the same names and checks)."""
+    reader = EnvReader(env)
+    return UpstreamSettings(
         kind=reader.choice("BFF_UPSTREAM_KIND", CONNECTOR_KINDS, "header-exchange"),
         base_url=reader.url("BFF_UPSTREAM_BASE_URL"),
         api_key=reader.text("BFF_UPSTREAM_API_KEY"),
@@ -179,6 +181,11 @@ def _parse(env: Mapping[str, str]) -> Settings:
         timeout=reader.number("BFF_UPSTREAM_TIMEOUT", 10.0, TIMEOUT_RANGE),
         max_concurrency=reader.integer("BFF_UPSTREAM_MAX_CONCURRENCY", 8, MAX_CONCURRENCY_RANGE),
     )
+
+
+def _parse(env: Mapping[str, str]) -> Settings:
+    reader = EnvReader(env)
+    upstream = read_upstream(env)
     oidc_issuer = reader.url("BFF_OIDC_ISSUER")
     oidc = None
     if oidc_issuer is not None:
@@ -258,7 +265,9 @@ def check_secret_key(setting: str, key: str) -> None:
         )
 
 
-class _Reader:
+class EnvReader:
+    """Reads and checks ``BFF_*`` values; a bad one is a :class:`ConfigurationError`."""
+
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
@@ -291,7 +300,10 @@ class _Reader:
         value = self.text(name)
         if value is None:
             return None
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            parts = urlsplit("")
         if parts.scheme not in schemes or not parts.hostname:
             raise ConfigurationError(
                 name, f"is not a valid {'/'.join(schemes)} URL: {value[:80]!r}"

@@ -67,7 +67,9 @@ def test_key_rotation_list_keeps_order() -> None:
 @pytest.mark.parametrize(
     "name", ["BFF_PUBLIC_URL", "BFF_UPSTREAM_BASE_URL", "BFF_DASHBOARD_URL", "BFF_REDIS_URL"]
 )
-@pytest.mark.parametrize("value", ["not a url", "ftp://example.com", "http://", "http://h:99999"])
+@pytest.mark.parametrize(
+    "value", ["not a url", "ftp://example.com", "http://", "http://h:99999", "https://[::1"]
+)
 def test_malformed_urls(name: str, value: str) -> None:
     assert failure(**{name: value}).setting == name
 

@@ -52,13 +52,12 @@ from bff.operations import audit
 from bff.settings import (
     CONNECTOR_KINDS,
     ConnectorKind,
+    EnvReader,
     Settings,
     UpstreamSettings,
     check_connection_wide_delivery,
+    read_upstream,
 )
-
-# Settings' own reader: a stored connection is held to exactly the rules of BFF_UPSTREAM_*.
-from bff.settings import _Reader as SettingsReader
 from bff.store import connections as store
 from bff.store.database import Database
 from bff.store.models import SubTenant, VendorConnection
@@ -243,7 +242,7 @@ async def save_connection(
     if not values.kind.strip():
         raise InvalidInputError("kind: choose a connector kind", field="kind")
     with _as_input_error():
-        kind = _reader(values, "", "").choice(
+        kind = EnvReader({"BFF_UPSTREAM_KIND": values.kind}).choice(
             "BFF_UPSTREAM_KIND", CONNECTOR_KINDS, "header-exchange"
         )
     options = {name: values.options.get(name, "") for name in KIND_OPTIONS[kind]}
@@ -442,7 +441,9 @@ def _as_input_error() -> Iterator[None]:
         raise InvalidInputError(f"{label}{joiner}{exc.problem}", field=field) from None
 
 
-def _reader(values: ConnectionInput, api_key: str, api_secret: str) -> SettingsReader:
+def _env(values: ConnectionInput, api_key: str, second_secret: str) -> dict[str, str]:
+    """The form as the ``BFF_UPSTREAM_*`` values the settings would hold; the second
+    secret is the API secret, or for apikey-jwt its extra authentication parameter."""
     option = values.options
 
     def text(name: str) -> str:
@@ -452,23 +453,24 @@ def _reader(values: ConnectionInput, api_key: str, api_secret: str) -> SettingsR
     def flag(name: str) -> str:
         return "true" if option.get(name) is True else "false"
 
-    return SettingsReader(
-        {
-            "BFF_UPSTREAM_KIND": values.kind,
-            "BFF_UPSTREAM_BASE_URL": values.base_url,
-            "BFF_UPSTREAM_API_KEY": api_key,
-            "BFF_UPSTREAM_API_SECRET": api_secret,
-            "BFF_UPSTREAM_AUTH_URL": text("auth_url"),
-            "BFF_UPSTREAM_SINGLE_USE": flag("single_use"),
-            "BFF_UPSTREAM_BASIC_AUTH": flag("basic_auth"),
-            "BFF_UPSTREAM_REALM": text("realm"),
-            "BFF_UPSTREAM_WHOAMI_URL": text("whoami_url"),
-            "BFF_UPSTREAM_AUTH_SCHEME": text("auth_scheme"),
-            "BFF_UPSTREAM_API_USERNAME": text("api_username"),
-            "BFF_UPSTREAM_PAIR_TOKEN_URL": text("pair_token_url"),
-            "BFF_UPSTREAM_PAIR_TOKEN_STYLE": text("pair_token_style"),
-        }
-    )
+    apikey_jwt = values.kind == "apikey-jwt"
+    has_api_secret = values.kind not in ("apikey-jwt", "static-bearer")
+    return {
+        "BFF_UPSTREAM_KIND": values.kind,
+        "BFF_UPSTREAM_BASE_URL": values.base_url,
+        "BFF_UPSTREAM_API_KEY": api_key,
+        "BFF_UPSTREAM_API_SECRET": second_secret if has_api_secret else "",
+        "BFF_UPSTREAM_AUTH_PARAM": second_secret if apikey_jwt else "",
+        "BFF_UPSTREAM_AUTH_URL": text("auth_url"),
+        "BFF_UPSTREAM_SINGLE_USE": flag("single_use"),
+        "BFF_UPSTREAM_BASIC_AUTH": flag("basic_auth"),
+        "BFF_UPSTREAM_REALM": text("realm"),
+        "BFF_UPSTREAM_WHOAMI_URL": text("whoami_url"),
+        "BFF_UPSTREAM_AUTH_SCHEME": text("auth_scheme"),
+        "BFF_UPSTREAM_API_USERNAME": text("api_username"),
+        "BFF_UPSTREAM_PAIR_TOKEN_URL": text("pair_token_url"),
+        "BFF_UPSTREAM_PAIR_TOKEN_STYLE": text("pair_token_style"),
+    }
 
 
 def _parse(
@@ -477,30 +479,11 @@ def _parse(
     api_secret: str | None,
     defaults: UpstreamSettings,
 ) -> UpstreamSettings:
-    """The connection as :class:`UpstreamSettings`; the apikey-jwt secret is its auth param.
+    """The connection as :class:`UpstreamSettings`, read through the settings' own checks.
     Timeout and concurrency are the broker's, so they come from the settings."""
-    read = _reader(values, api_key or "", api_secret or "")
-    kind = read.choice("BFF_UPSTREAM_KIND", CONNECTOR_KINDS, "header-exchange")
-    second = read.text("BFF_UPSTREAM_API_SECRET") if kind != "static-bearer" else None
-    return UpstreamSettings(
-        kind=kind,
-        base_url=read.url("BFF_UPSTREAM_BASE_URL"),
-        api_key=read.text("BFF_UPSTREAM_API_KEY"),
-        api_secret=None if kind == "apikey-jwt" else second,
-        auth_url=read.text("BFF_UPSTREAM_AUTH_URL"),
-        auth_param=second if kind == "apikey-jwt" else None,
-        single_use=read.flag("BFF_UPSTREAM_SINGLE_USE"),
-        basic_auth=read.flag("BFF_UPSTREAM_BASIC_AUTH"),
-        realm=read.text("BFF_UPSTREAM_REALM"),
-        whoami_url=read.text("BFF_UPSTREAM_WHOAMI_URL"),
-        auth_scheme=read.choice("BFF_UPSTREAM_AUTH_SCHEME", ("bearer", "basic"), "bearer"),
-        api_username=read.text("BFF_UPSTREAM_API_USERNAME"),
-        pair_token_url=read.text("BFF_UPSTREAM_PAIR_TOKEN_URL"),
-        pair_token_style=read.choice(
-            "BFF_UPSTREAM_PAIR_TOKEN_STYLE", ("headers", "json"), "headers"
-        ),
-        timeout=defaults.timeout,
-        max_concurrency=defaults.max_concurrency,
+    upstream = read_upstream(_env(values, api_key or "", api_secret or ""))
+    return dataclasses.replace(
+        upstream, timeout=defaults.timeout, max_concurrency=defaults.max_concurrency
     )
 
 
