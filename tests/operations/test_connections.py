@@ -28,6 +28,7 @@ from bff.crypto import SecretBox
 from bff.demo.vendor import VendorConfig, create_vendor_app
 from bff.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from bff.operations import connections as ops
+from bff.operations import tokens
 from bff.settings import Settings, UpstreamSettings
 from bff.store.database import Database
 from bff.store.models import AuditEntry, VendorConnection
@@ -113,7 +114,7 @@ async def test_save_encrypts_audits_and_puts_the_connection_in_the_broker(
     assert view.api_key == ops.SecretStatus(True, clock.now())
     assert view.upstream.api_key is None and view.upstream.api_secret is None
     assert vendor.api_secret not in repr(view)
-    outcome = await ops.try_connection(database, ACTOR, broker, PAIR)
+    outcome = await tokens.try_connection(database, ACTOR, broker, PAIR)
     assert outcome.status == "ok" and outcome.expires_at is not None
     async with database.session() as db:
         row = await db.get(VendorConnection, "acme-eu")
@@ -153,7 +154,7 @@ async def test_an_empty_secret_keeps_the_stored_one_for_the_same_kind(
     view = await ops.save_connection(database, box, ACTOR, kept, create=False, **save)
     assert view.api_key.set_at == view.api_secret.set_at == clock.now().replace(hour=0)
     assert broker.cached() == []  # even an unchanged save starts the connection afresh
-    assert (await ops.try_connection(database, ACTOR, broker, PAIR)).status == "ok"
+    assert (await tokens.try_connection(database, ACTOR, broker, PAIR)).status == "ok"
     # Another kind: what the secret means changes, so it must be given again.
     other = dataclasses.replace(
         header_exchange(vendor, kind="oauth2-client-credentials", api_key="", api_secret=""),
@@ -249,11 +250,11 @@ async def test_a_stored_default_overrides_the_settings_until_deleted(
     view = await ops.save_connection(database, box, ACTOR, wrong, create=True, **save)
     assert view.overrides_settings
     assert broker.cached() == []
-    assert (await ops.try_connection(database, ACTOR, broker, default)).status == "refused"
+    assert (await tokens.try_connection(database, ACTOR, broker, default)).status == "refused"
     [listed] = await ops.list_connections(database, settings)
     assert listed.stored
     await ops.delete_connection(database, ACTOR, "default", **save)
-    assert (await ops.try_connection(database, ACTOR, broker, default)).status == "ok"
+    assert (await tokens.try_connection(database, ACTOR, broker, default)).status == "ok"
     [listed] = await ops.list_connections(database, settings)
     assert not listed.stored and listed.api_secret == ops.SecretStatus(True)
     with pytest.raises(InvalidInputError, match="BFF_UPSTREAM_"):
@@ -282,7 +283,7 @@ async def test_delete_removes_the_connection_from_the_broker(
     await ops.delete_connection(database, ACTOR, "acme-eu", **save)
     assert not broker.has_connection("acme-eu") and broker.cached() == []
     with pytest.raises(NotFoundError):
-        await ops.try_connection(database, ACTOR, broker, PAIR)
+        await tokens.try_connection(database, ACTOR, broker, PAIR)
 
 
 async def test_load_skips_rows_that_cannot_be_used(
@@ -327,16 +328,16 @@ async def test_load_skips_rows_that_cannot_be_used(
 async def test_token_actions_are_audited(
     database: Database, broker: TokenBroker, vendor: VendorConfig, clock: ManualClock
 ) -> None:
-    scope = ops.token_scope("default", " acme ", "north")
+    scope = tokens.token_scope("default", " acme ", "north")
     assert scope == TokenScope("default", "acme", "north")
-    assert ops.token_scope("default", "", "") == TokenScope("default", SHARED, SHARED)
+    assert tokens.token_scope("default", "", "") == TokenScope("default", SHARED, SHARED)
     with pytest.raises(InvalidInputError, match="sub-tenant id is empty"):
-        ops.token_scope("default", "acme", "")
-    first = await ops.try_connection(database, ACTOR, broker, scope)
+        tokens.token_scope("default", "acme", "")
+    first = await tokens.try_connection(database, ACTOR, broker, scope)
     clock.advance(60)
-    renewed = await ops.refresh_token(database, ACTOR, broker, scope)
+    renewed = await tokens.refresh_token(database, ACTOR, broker, scope)
     assert renewed.status == "ok" and renewed.obtained_at == clock.now() != first.obtained_at
-    assert await ops.evict_token(database, ACTOR, broker, scope) == 1
+    assert await tokens.evict_token(database, ACTOR, broker, scope) == 1
     assert broker.cached() == []
     assert vendor.calls["token"] == 2
     async with database.session() as db:

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from bff.errors import InvalidInputError
 from bff.operations import connections as ops
+from bff.operations import tokens
 from bff.settings import CONNECTOR_KINDS
 from bff.web.admin.console import (
     admin_form,
@@ -74,7 +75,7 @@ def _submitted(values: ops.ConnectionInput) -> dict[str, Any]:
 
 
 async def _pairs(request: Request) -> list[tuple[str, str]]:
-    return await ops.known_pairs(services(request).database)
+    return await tokens.known_pairs(services(request).database)
 
 
 async def connections_page(request: Request) -> Response:
@@ -133,7 +134,7 @@ async def _detail(
     *,
     values: Mapping[str, Any] | None = None,
     error: InvalidInputError | None = None,
-    outcome: ops.TokenOutcome | None = None,
+    outcome: tokens.TokenOutcome | None = None,
     pair: tuple[str, str] = ("", ""),
 ) -> Response:
     svc = services(request)
@@ -194,8 +195,8 @@ async def check_connection(request: Request) -> Response:
     try:
         if not pair[0]:
             raise InvalidInputError("tenant id is empty", field="tenant_id")
-        scope = ops.token_scope(connection_id, *pair)
-        outcome = await ops.try_connection(svc.database, session.email, svc.broker, scope)
+        scope = tokens.token_scope(connection_id, *pair)
+        outcome = await tokens.try_connection(svc.database, session.email, svc.broker, scope)
     except InvalidInputError as exc:
         return await _detail(request, connection_id, error=exc, pair=pair)
     return await _detail(request, connection_id, outcome=outcome, pair=pair)

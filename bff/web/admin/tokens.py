@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bff.operations import connections as ops
+from bff.operations import tokens as ops
 from bff.web.admin.console import admin_form, field, redirect_done, render, require_admin
 from bff.web.services import services
 
