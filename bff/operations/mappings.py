@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, select, tuple_
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff import identifiers
@@ -15,7 +15,7 @@ from bff.operations.live import Live, mappings_removed
 from bff.operations.tenants import conflict_means_exists
 from bff.store.database import Database
 from bff.store.models import SubTenant, User, UserScope
-from bff.store.users import get_user, map_user, unmap_user, user_scopes
+from bff.store.users import get_user, map_user, unknown_pairs, unmap_user, user_scopes
 
 Pair = tuple[str, str]
 MAX_PAIRS_PER_USER = 10_000
@@ -180,18 +180,7 @@ async def replace_for_user(
 
 
 async def _require_pairs(db: AsyncSession, pairs: list[Pair]) -> None:
-    if not pairs:
-        return
-    known: set[Pair] = set()
-    for start in range(0, len(pairs), 500):
-        chunk = pairs[start : start + 500]
-        rows = await db.execute(
-            select(SubTenant.tenant_id, SubTenant.id).where(
-                tuple_(SubTenant.tenant_id, SubTenant.id).in_(chunk)
-            )
-        )
-        known.update((tenant, sub) for tenant, sub in rows.all())
-    missing = [pair for pair in pairs if pair not in known]
+    missing = await unknown_pairs(db, pairs)
     if missing:
         tenant, sub = missing[0]
         raise InvalidInputError(

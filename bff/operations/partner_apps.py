@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, or_, select, tuple_, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff import identifiers
@@ -37,7 +37,8 @@ from bff.errors import InvalidIdentifierError, InvalidInputError, NotFoundError,
 from bff.operations import audit
 from bff.operations.live import Live, partner_app_cut_off
 from bff.store.database import Database
-from bff.store.models import PartnerApp, PartnerAppScope, PartnerCredential, SubTenant
+from bff.store.models import PartnerApp, PartnerAppScope, PartnerCredential
+from bff.store.users import unknown_pairs
 
 Pair = tuple[str, str]
 Status = Literal["active", "revoked"]
@@ -198,16 +199,7 @@ def clean_pairs(values: Iterable[tuple[str, str]]) -> list[Pair]:
 
 
 async def _require_pairs(db: AsyncSession, pairs: list[Pair]) -> None:
-    known: set[Pair] = set()
-    for start in range(0, len(pairs), 500):
-        chunk = pairs[start : start + 500]
-        rows = await db.execute(
-            select(SubTenant.tenant_id, SubTenant.id).where(
-                tuple_(SubTenant.tenant_id, SubTenant.id).in_(chunk)
-            )
-        )
-        known.update((tenant, sub) for tenant, sub in rows.all())
-    missing = [pair for pair in pairs if pair not in known]
+    missing = await unknown_pairs(db, pairs)
     if missing:
         tenant, sub = missing[0]
         raise InvalidInputError(

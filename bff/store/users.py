@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff import identifiers
@@ -83,3 +85,19 @@ async def user_scopes(session: AsyncSession, user_id: int) -> list[tuple[str, st
         .order_by(UserScope.tenant_id, UserScope.sub_tenant_id)
     )
     return [(tenant, sub_tenant) for tenant, sub_tenant in rows.all()]
+
+
+async def unknown_pairs(
+    session: AsyncSession, pairs: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Those of ``pairs`` that are not an existing (tenant, sub-tenant), in order."""
+    known: set[tuple[str, str]] = set()
+    for start in range(0, len(pairs), 500):  # a bounded IN list per query
+        chunk = pairs[start : start + 500]
+        rows = await session.execute(
+            select(SubTenant.tenant_id, SubTenant.id).where(
+                tuple_(SubTenant.tenant_id, SubTenant.id).in_(chunk)
+            )
+        )
+        known.update((tenant, sub) for tenant, sub in rows.all())
+    return [pair for pair in pairs if pair not in known]

@@ -123,7 +123,8 @@ async def upstream_rejected(request: Request, exc: Exception) -> Response:
     )
 
 
-_REFUSALS: dict[type[Exception], int] = {
+# The operations' refusals and their statuses, for the API's problems and the pages alike.
+REFUSALS: dict[type[Exception], int] = {
     InvalidInputError: 422,
     WeakPasswordError: 422,
     NotFoundError: 404,
@@ -133,9 +134,17 @@ _REFUSALS: dict[type[Exception], int] = {
 }
 
 
+REFUSED = tuple(REFUSALS)
+
+
+def refusal_status(exc: Exception) -> int:
+    """The status that answers a refusal (a class in :data:`REFUSALS`)."""
+    return next(code for kind, code in REFUSALS.items() if isinstance(exc, kind))
+
+
 async def operation_refused(request: Request, exc: Exception) -> Response:
     """An operation refused its input; the message names the field and is safe to show."""
-    status = next(code for kind, code in _REFUSALS.items() if isinstance(exc, kind))
+    status = refusal_status(exc)
     phrase = HTTPStatus(status).phrase
     field = getattr(exc, "field", None)
     if wants_problem(request):
@@ -160,6 +169,6 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     HTTPException: http_exception,
     UpstreamUnavailable: upstream_unavailable,
     UpstreamRejected: upstream_rejected,
-    **dict.fromkeys(_REFUSALS, operation_refused),
+    **dict.fromkeys(REFUSALS, operation_refused),
     Exception: server_error,
 }

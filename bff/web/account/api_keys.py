@@ -21,6 +21,7 @@ from bff.operations import api_keys
 from bff.web.auth.csrf import require_csrf
 from bff.web.auth.guard import require_session
 from bff.web.auth.sessions import Session
+from bff.web.errors import refusal_status
 from bff.web.services import services
 
 PATH = "/account/api-keys"
@@ -45,12 +46,6 @@ def _field(form: FormData, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _status(error: BffError) -> int:
-    if isinstance(error, AlreadyExistsError):
-        return 409
-    return 404 if isinstance(error, NotFoundError) else 422
-
-
 async def _page(
     request: Request,
     session: Session,
@@ -69,7 +64,7 @@ async def _page(
         **(context or {}),
     }
     return services(request).templates.TemplateResponse(
-        request, "account/api_keys.html", page, status_code=_status(error) if error else 200
+        request, "account/api_keys.html", page, status_code=refusal_status(error) if error else 200
     )
 
 

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive
 
-from bff.errors import AlreadyExistsError, BffError, InUseError, InvalidInputError, NotFoundError
+from bff.errors import InvalidInputError
 from bff.operations import mapping_csv, mappings, tenants
 from bff.operations.mapping_csv import ImportReport
 from bff.web.admin import api
@@ -39,6 +39,7 @@ from bff.web.admin.console import (
 )
 from bff.web.auth.csrf import require_csrf
 from bff.web.auth.sessions import Session
+from bff.web.errors import REFUSED, refusal_status
 from bff.web.services import services
 
 PATH = "/admin/mappings"
@@ -59,9 +60,6 @@ NOTICES = {
     "absent": "There was no such mapping; nothing changed.",
     "imported": "The import was applied. The audit log records its counts.",
 }
-_STATUS = {AlreadyExistsError: 409, InUseError: 409, NotFoundError: 404}
-# What an operation refuses with; the page shows its message.
-_REFUSALS = (InvalidInputError, NotFoundError, AlreadyExistsError, InUseError)
 _FILTERS = ("email", "tenant_id", "sub_tenant_id")
 _MAX_FILTER = 254
 
@@ -76,7 +74,7 @@ async def mappings_page(request: Request) -> Response:
 
 
 async def _page(
-    request: Request, *, error: BffError | None = None, kept: Mapping[str, str] = {}
+    request: Request, *, error: Exception | None = None, kept: Mapping[str, str] = {}
 ) -> Response:
     """The list with its filters; after a refused add, the message and the admin's input."""
     query = request.query_params
@@ -105,7 +103,7 @@ async def _page(
         "error": str(error) if error else None,
         "kept": kept,
     }
-    status = 200 if error is None else _STATUS.get(type(error), 422)
+    status = 200 if error is None else refusal_status(error)
     return render(
         request,
         "admin/mappings.html",
@@ -128,7 +126,7 @@ async def add(request: Request) -> Response:
             kept["sub_tenant_id"],
             create_pair=False,
         )
-    except _REFUSALS as exc:
+    except REFUSED as exc:
         return await _page(request, error=exc, kept=kept)
     return redirect_done(PATH, "added" if created else "exists", email=kept["email"].strip())
 
@@ -153,7 +151,7 @@ async def remove(request: Request) -> Response:
         removed = await mappings.unmap_pair(
             svc.database, session.email, email, (tenant_id, sub_tenant_id), live=svc.live()
         )
-    except _REFUSALS as exc:
+    except REFUSED as exc:
         return await _page(request, error=exc)
     return redirect_done(PATH, "removed" if removed else "absent", email=email.strip())
 
@@ -193,7 +191,7 @@ async def import_csv(request: Request) -> Response:
         report = await mapping_csv.import_csv(
             svc.database, session.email, data, mode=mode, dry_run=not apply, live=svc.live()
         )
-    except _REFUSALS as exc:
+    except REFUSED as exc:
         return await _page(request, error=exc)
     if report.applied:
         return redirect_done(PATH, "imported")

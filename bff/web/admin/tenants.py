@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bff.errors import AlreadyExistsError, BffError, InUseError, InvalidInputError, NotFoundError
+from bff.errors import InUseError
 from bff.operations import tenants
 from bff.web.admin.console import (
     admin_form,
@@ -25,6 +25,7 @@ from bff.web.admin.console import (
     render,
     require_admin,
 )
+from bff.web.errors import REFUSED, refusal_status
 from bff.web.services import services
 
 PATH = "/admin/tenants"
@@ -35,9 +36,6 @@ NOTICES = {
     "renamed": "Name changed.",
     "deleted": "Deleted.",
 }
-_STATUS = {AlreadyExistsError: 409, InUseError: 409, NotFoundError: 404}
-# What an operation refuses with; the page shows its message.
-_REFUSALS = (InvalidInputError, NotFoundError, AlreadyExistsError, InUseError)
 
 
 async def tenants_page(request: Request) -> Response:
@@ -48,7 +46,7 @@ async def tenants_page(request: Request) -> Response:
 async def _page(
     request: Request,
     *,
-    error: BffError | None = None,
+    error: Exception | None = None,
     kept_for: str = "",
     kept: Mapping[str, str] | None = None,
 ) -> Response:
@@ -61,7 +59,7 @@ async def _page(
         "kept_for": kept_for,
         "kept": kept or {},
     }
-    status = 200 if error is None else _STATUS.get(type(error), 422)
+    status = 200 if error is None else refusal_status(error)
     return render(
         request,
         "admin/tenants.html",
@@ -79,7 +77,7 @@ async def create_tenant(request: Request) -> Response:
         await tenants.create_tenant(
             services(request).database, session.email, kept["id"], kept["name"] or None
         )
-    except _REFUSALS as exc:
+    except REFUSED as exc:
         return await _page(request, error=exc, kept_for="tenant", kept=kept)
     return redirect_done(PATH, "tenant-created")
 
@@ -92,7 +90,7 @@ async def create_sub_tenant(request: Request) -> Response:
         await tenants.create_sub_tenant(
             services(request).database, session.email, tenant_id, kept["id"], kept["name"] or None
         )
-    except _REFUSALS as exc:
+    except REFUSED as exc:
         return await _page(request, error=exc, kept_for=f"sub:{tenant_id}", kept=kept)
     return redirect_done(PATH, "sub-tenant-created")
 
@@ -108,7 +106,7 @@ async def rename(request: Request) -> Response:
             await tenants.rename_tenant(database, session.email, tenant_id, name)
         else:
             await tenants.rename_sub_tenant(database, session.email, tenant_id, sub_tenant_id, name)
-    except _REFUSALS as exc:
+    except REFUSED as exc:
         target = tenant_id if sub_tenant_id is None else f"{tenant_id}/{sub_tenant_id}"
         return await _page(request, error=exc, kept_for=f"rename:{target}", kept={"name": name})
     return redirect_done(PATH, "renamed")
@@ -143,7 +141,7 @@ async def delete(request: Request) -> Response:
         page = _confirm(request, usage, refused=True)
         page.status_code = 409
         return page
-    except _REFUSALS as exc:
+    except REFUSED as exc:
         return await _page(request, error=exc)
     return redirect_done(PATH, "deleted")
 

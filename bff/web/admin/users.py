@@ -30,6 +30,7 @@ from bff.web.admin.console import (
     require_admin,
 )
 from bff.web.auth.sessions import Session
+from bff.web.errors import refusal_status
 from bff.web.services import services
 
 PATH = "/admin/users"
@@ -61,12 +62,6 @@ def _view_of(values: ImmutableMultiDict[str, Any]) -> tuple[str, int]:
 
 def _back(q: str, page: int) -> dict[str, str]:
     return {key: value for key, value in (("q", q), ("page", str(page))) if value not in ("", "1")}
-
-
-def _status(error: BffError) -> int:
-    if isinstance(error, AlreadyExistsError):
-        return 409
-    return 404 if isinstance(error, NotFoundError) else 422
 
 
 async def _list_page(
@@ -103,7 +98,7 @@ async def _list_page(
         context,
         section=SECTION,
         notices=NOTICES,
-        status_code=_status(error) if error else 200,
+        status_code=refusal_status(error) if error else 200,
     )
 
 
