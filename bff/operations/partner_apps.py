@@ -20,14 +20,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import ipaddress
 import json
-import re
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +33,7 @@ from bff import identifiers
 from bff.errors import InvalidIdentifierError, InvalidInputError, NotFoundError, RevokedError
 from bff.operations import audit
 from bff.operations.live import Live, partner_app_cut_off
+from bff.origins import clean_origin
 from bff.store.database import Database
 from bff.store.models import PartnerApp, PartnerAppScope, PartnerCredential
 from bff.store.users import unknown_pairs
@@ -47,16 +45,12 @@ CLIENT_ID_PREFIX = "bffp_"
 SECRET_PREFIX = "bffs_"
 MAX_NAME_LENGTH = 200
 MAX_ORIGINS = 50
-MAX_ORIGIN_LENGTH = 300
 MAX_PAIRS = 10_000
 # Longer presented values are refused without looking further (still hashed: same work).
 MAX_CREDENTIAL_LENGTH = 512
 # last_used_at is written at most this often: one UPDATE per token request would be waste.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
-_DEFAULT_PORTS = {"https": 443, "http": 80}
-_LOCAL_HOSTS = {"localhost", "127.0.0.1"}
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Compared against when the client id is unknown, so both refusals cost the same.
 _DUMMY_HASH = hashlib.sha256(b"no partner app has this secret").hexdigest()
 
@@ -112,67 +106,6 @@ def clean_name(value: str) -> str:
     if any(ord(char) < 32 or ord(char) == 127 for char in value):
         raise InvalidInputError("name contains control characters", field="name")
     return value
-
-
-def _bad_origin(value: str, why: str) -> InvalidInputError:
-    return InvalidInputError(
-        f"allowed_origins: {value[:80]!r} {why}; write an origin like https://partner.example",
-        field="allowed_origins",
-    )
-
-
-def _host(raw: str, value: str) -> str:
-    if raw.startswith("["):
-        try:
-            return f"[{ipaddress.IPv6Address(raw[1:-1]).compressed}]"
-        except ValueError:
-            raise _bad_origin(value, "has an invalid IPv6 address") from None
-    try:
-        host = raw.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise _bad_origin(value, "has an invalid host name") from None
-    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split(".")):
-        raise _bad_origin(value, "has an invalid host name")
-    return host
-
-
-def clean_origin(value: str) -> str:
-    """An exact web origin, normalised (``scheme://host[:port]``, lower case, no default
-    port), or :class:`InvalidInputError` naming ``allowed_origins``."""
-    value = value.strip()
-    if not value or len(value) > MAX_ORIGIN_LENGTH:
-        raise _bad_origin(value, f"must be 1 to {MAX_ORIGIN_LENGTH} characters")
-    if "*" in value:
-        raise _bad_origin(value, "has a wildcard; list each origin exactly")
-    if any(char.isspace() or ord(char) < 32 for char in value):
-        raise _bad_origin(value, "contains spaces or control characters")
-    if any(char in value for char in "?#@\\;,'\""):
-        raise _bad_origin(value, "may hold no query, fragment, user name or separator")
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        raise _bad_origin(value, "is not a URL") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not value.lower().startswith(f"{scheme}://"):
-        raise _bad_origin(value, "must start with https://")
-    if parts.path not in ("", "/"):
-        raise _bad_origin(value, "has a path")
-    netloc = parts.netloc
-    raw_host, _, raw_port = (
-        netloc.rpartition(":") if not netloc.endswith("]") and ":" in netloc else (netloc, "", "")
-    )
-    if not raw_host:
-        raise _bad_origin(value, "has no host")
-    host = _host(raw_host, value)
-    if scheme == "http" and host not in _LOCAL_HOSTS:
-        raise _bad_origin(value, "must use https (http only for localhost and 127.0.0.1)")
-    port = None
-    if raw_port or netloc.endswith(":"):
-        if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
-            raise _bad_origin(value, "has an invalid port")
-        port = int(raw_port)
-    suffix = "" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}"
-    return f"{scheme}://{host}{suffix}"
 
 
 def clean_origins(values: Iterable[str]) -> list[str]:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from bff.errors import InvalidInputError, NotFoundError, RevokedError
 from bff.operations import partner_apps
 from bff.operations.live import Live
+from bff.origins import clean_origin
 from bff.store.database import Database
 from bff.store.models import AuditEntry, PartnerCredential
 from tests.operations.helpers import ACTOR, FakeLive, audit_actions, seed
@@ -226,7 +227,7 @@ async def test_bad_names_are_refused(database: Database, name: str) -> None:
     ],
 )
 def test_good_origins_are_normalised(given: str, origin: str) -> None:
-    assert partner_apps.clean_origin(given) == origin
+    assert clean_origin(given) == origin
 
 
 @pytest.mark.parametrize(
@@ -265,7 +266,7 @@ def test_good_origins_are_normalised(given: str, origin: str) -> None:
 )
 def test_bad_origins_are_refused_naming_the_field(given: str) -> None:
     with pytest.raises(InvalidInputError) as refused:
-        partner_apps.clean_origin(given)
+        clean_origin(given)
     assert refused.value.field == "allowed_origins"
     assert str(refused.value).startswith("allowed_origins: ")
 
