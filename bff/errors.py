@@ -14,6 +14,7 @@ boundary catches these classes only.
      ├── AlreadyExistsError          creating something that is already there
      ├── InUseError                  deleting something others still use (without cascade)
      ├── RevokedError                acting on something revoked (a partner app's new secret)
+     ├── ForbiddenError              a caller asks for what it may not have (a partner app, a pair)
      └── UpstreamError               anything that went wrong while talking to the vendor
           ├── UpstreamRejected       400/401/403: the vendor says our configuration is wrong;
           │                          never retried in a loop, negatively cached
@@ -76,6 +77,10 @@ class InUseError(BffError):
 
 class RevokedError(BffError):
     """The object was revoked and can no longer be changed that way (answered 409)."""
+
+
+class ForbiddenError(BffError):
+    """The caller may not do this, whatever it sends (answered 403)."""
 
 
 class UpstreamError(BffError):

@@ -12,6 +12,7 @@ from bff.errors import InvalidIdentifierError
 
 MAX_ID_LENGTH = 64
 MAX_EMAIL_LENGTH = 254
+RESERVED_DOMAIN = ".invalid"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Deliberately simple: one @, a dot in the domain, no spaces or control characters.
 _EMAIL = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f.]+")
@@ -41,4 +42,7 @@ def email(value: str) -> str:
     value = value.strip().lower()
     if len(value) > MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(value):
         raise InvalidIdentifierError(f"{value[:80]!r} is not a valid e-mail address")
+    if value.endswith(RESERVED_DOMAIN):
+        # RFC 2606: no one receives mail there; bff names partner apps' users with it.
+        raise InvalidIdentifierError(f"{value[:80]!r} is in a reserved domain")
     return value

@@ -145,7 +145,7 @@ async def list_users(
 ) -> UserPage:
     """Users ordered by e-mail (its unique index), ``q`` matching part of the address."""
     page = max(1, page)
-    query = select(User)
+    query = select(User).where(User.partner_app_id.is_(None))
     needle = q.strip().lower()[:_MAX_QUERY]
     if needle:
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -159,7 +159,8 @@ async def list_users(
 
 async def count_users(database: Database) -> int:
     async with database.session() as db:
-        return int(await db.scalar(select(func.count()).select_from(User)) or 0)
+        count = select(func.count()).select_from(User).where(User.partner_app_id.is_(None))
+        return int(await db.scalar(count) or 0)
 
 
 async def get_user_view(database: Database, email: str) -> UserView:

@@ -21,8 +21,26 @@ def alembic_config(url: str) -> Config:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` over an open engine."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade_sync, revision)
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_sync, revision)
+        return
+    async with engine.connect() as connection:
+        # Batch mode rebuilds a SQLite table by copy, drop and rename; with foreign keys
+        # on, the drop would cascade into every table that refers to it (a user's keys,
+        # sessions and mappings). The pragma only takes outside a transaction.
+        await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        await connection.commit()
+        try:
+            await connection.run_sync(_upgrade_sync, revision)
+            broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+            if broken:
+                await connection.rollback()
+                raise RuntimeError(f"migration left {len(broken)} dangling reference(s)")
+            await connection.commit()
+        finally:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await connection.commit()
 
 
 def _upgrade_sync(connection: object, revision: str) -> None:

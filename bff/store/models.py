@@ -58,7 +58,12 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
+    """A local user, or (``partner_app_id`` set) a partner app's user, known only by the
+    app's own id for them: such a user has no password and an address no one can own
+    (``….invalid``), so they can never sign in at ``/login``."""
+
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("partner_app_id", "external_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -66,6 +71,11 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    partner_app_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partner_apps.id", ondelete="CASCADE")
+    )
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    display_name: Mapped[str | None] = mapped_column(String(200))
 
 
 class Tenant(Base):
@@ -218,4 +228,27 @@ class SetPasswordToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EmbedTicket(Base):
+    """A single-use launch ticket (hash only), redeemed by deleting it."""
+
+    __tablename__ = "embed_tickets"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "sub_tenant_id"],
+            ["sub_tenants.tenant_id", "sub_tenants.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    partner_app_id: Mapped[int] = mapped_column(ForeignKey("partner_apps.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    sub_tenant_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    # The partner page's origin: embed pages post their messages to exactly it.
+    origin: Mapped[str] = mapped_column(String(300))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

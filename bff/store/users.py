@@ -25,7 +25,11 @@ async def add_user(
 
 
 async def find_user(session: AsyncSession, email: str) -> User | None:
-    return await session.scalar(select(User).where(User.email == email.strip().lower()))
+    """The local user with this address. Partner apps' users are never found by address:
+    nothing that signs in, maps or administers by e-mail can reach them."""
+    return await session.scalar(
+        select(User).where(User.email == email.strip().lower(), User.partner_app_id.is_(None))
+    )
 
 
 async def get_user(session: AsyncSession, email: str) -> User:

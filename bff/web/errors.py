@@ -1,8 +1,9 @@
 """Exception handlers: RFC 9457 problem+json under ``/api/``, friendly pages elsewhere.
 
 The operations' refusals map onto statuses here: invalid input 422 (a weak
-password too), not found 404, already exists, in use and revoked 409. Their messages are
-written for the user and carry no secret, so they are shown.
+password too), forbidden 403, not found 404, already exists, in use and revoked
+409. Their messages are written for the user and carry no secret, so they are
+shown.
 
 No handler ever shows a traceback or an exception's text to the client; the
 request id on the page lets an operator find the logged details.
@@ -22,6 +23,7 @@ from starlette.types import ExceptionHandler
 
 from bff.errors import (
     AlreadyExistsError,
+    ForbiddenError,
     InUseError,
     InvalidInputError,
     NotFoundError,
@@ -131,6 +133,7 @@ REFUSALS: dict[type[Exception], int] = {
     AlreadyExistsError: 409,
     InUseError: 409,
     RevokedError: 409,
+    ForbiddenError: 403,
 }
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import Select, func, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -28,12 +27,13 @@ EXPIRING_WITHIN = timedelta(hours=1)
 # The charts' drawing box; the CSS scales it to the page.
 CHART_WIDTH = 240
 CHART_HEIGHT = 60
-_COUNTED: tuple[tuple[str, InstrumentedAttribute[int] | InstrumentedAttribute[str]], ...] = (
-    ("Users", User.id),
-    ("Tenants", Tenant.id),
-    ("Sub-tenants", SubTenant.id),
-    ("Mappings", UserScope.user_id),
-    ("Partner apps", PartnerApp.id),
+_COUNTED: tuple[tuple[str, Select[int]], ...] = (
+    ("Users", select(func.count(User.id)).where(User.partner_app_id.is_(None))),
+    ("Tenants", select(func.count(Tenant.id))),
+    ("Sub-tenants", select(func.count(SubTenant.id))),
+    ("Mappings", select(func.count(UserScope.user_id))),
+    ("Partner apps", select(func.count(PartnerApp.id))),
+    ("Partner users", select(func.count(User.id)).where(User.partner_app_id.is_not(None))),
 )
 
 
@@ -58,8 +58,8 @@ class Chart:
 async def _counts(database: Database) -> list[tuple[str, int]]:
     found = []
     async with database.session() as db:
-        for label, column in _COUNTED:
-            found.append((label, await db.scalar(select(func.count(column))) or 0))
+        for label, query in _COUNTED:
+            found.append((label, await db.scalar(query) or 0))
     return found
 
 
