@@ -132,6 +132,8 @@ class SessionRecord(Base):
     partner_app_id: Mapped[int | None] = mapped_column(
         ForeignKey("partner_apps.id", ondelete="CASCADE")
     )
+    # An embedded session's partner page origin: its frame talks to exactly that origin.
+    embed_origin: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

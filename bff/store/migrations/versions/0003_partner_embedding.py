@@ -1,4 +1,5 @@
-"""partner embedding: partner users (by the app's own id), single-use launch tickets
+"""partner embedding: partner users (by the app's own id), single-use launch tickets,
+the origin an embedded session's frame talks to
 
 Revision ID: 0003
 Revises: 0002
@@ -31,6 +32,8 @@ def upgrade() -> None:
         batch_op.create_unique_constraint(
             batch_op.f("uq_users_partner_app_id_external_id"), ["partner_app_id", "external_id"]
         )
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("embed_origin", sa.String(length=300), nullable=True))
     op.create_table(
         "embed_tickets",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -71,6 +74,8 @@ def downgrade() -> None:
     with op.batch_alter_table("embed_tickets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_embed_tickets_expires_at"))
     op.drop_table("embed_tickets")
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.drop_column("embed_origin")
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("uq_users_partner_app_id_external_id"), type_="unique")
         batch_op.drop_constraint(
