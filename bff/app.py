@@ -35,6 +35,7 @@ from bff.web.admin import api as admin_api
 from bff.web.admin import mappings as admin_mappings
 from bff.web.admin import pages as admin_pages
 from bff.web.admin import partner_apps_api
+from bff.web.partner import routes as partner_routes
 from bff.web.auth import oidc_signin, signin
 from bff.web.auth.access import Mappings
 from bff.web.auth.csrf import CrossSiteMiddleware
@@ -139,6 +140,7 @@ def create_app(
         *admin_api.routes,
         *partner_apps_api.routes,
         *api_docs.routes,
+        *partner_routes.routes,
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(
