@@ -1,5 +1,5 @@
-"""Vendor connections and their tokens: list, save, delete, load at start-up; test a
-connection, renew or evict one cached token.
+"""Vendor connections: list, save, delete, load at start-up (their tokens:
+:mod:`bff.operations.tokens`).
 
 Connection ``"default"`` comes from the ``BFF_UPSTREAM_*`` settings. A connection
 stored in the database under the id ``"default"`` overrides it for as long as the
@@ -328,9 +328,17 @@ async def load_connections(
 def _secrets(
     box: SecretBox, row: VendorConnection | None, kind: str, values: ConnectionInput
 ) -> tuple[str | None, str | None]:
-    """The secrets to store: the submitted ones, else the stored ones of the same kind."""
+    """The secrets to store: the submitted ones, else the stored ones of the same kind that
+    go to the same vendor hosts (else a changed URL would send them to a new host)."""
     stored: tuple[str | None, str | None] = (None, None)
     if row is not None and row.kind == kind and not (values.api_key and values.api_secret):
+        if _destinations(row.base_url, _options(row)) != _destinations(
+            values.base_url, values.options
+        ):
+            raise InvalidInputError(
+                "the vendor's address changed: enter the API key and secret again",
+                field="api_key",
+            )
         try:
             stored = store.connection_secrets(box, row)
         except SecretDecryptionError:
@@ -343,6 +351,20 @@ def _secrets(
     if values.clear_api_secret or kind == "static-bearer":  # static-bearer has no second secret
         api_secret = None
     return api_key, api_secret
+
+
+def _destinations(base_url: str, options: Mapping[str, Any]) -> frozenset[str]:
+    """Every origin a connection's credentials are sent to (relative URLs stay on the base)."""
+    found = set()
+    for name in sorted(_URLS):
+        url = base_url if name == "base_url" else options.get(name)
+        if isinstance(url, str) and url.strip():
+            try:
+                parts = urlsplit(url.strip())
+            except ValueError:
+                parts = urlsplit("")
+            found.add(f"{parts.scheme.lower()}://{parts.netloc.lower()}" if parts.netloc else "")
+    return frozenset(found - {""})
 
 
 def _changed_secrets(

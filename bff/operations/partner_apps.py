@@ -35,7 +35,7 @@ from bff.operations import audit
 from bff.operations.live import Live, partner_app_cut_off
 from bff.origins import clean_origin
 from bff.store.database import Database
-from bff.store.models import PartnerApp, PartnerAppScope, PartnerCredential
+from bff.store.models import EmbedTicket, PartnerApp, PartnerAppScope, PartnerCredential
 from bff.store.users import unknown_pairs
 
 Pair = tuple[str, str]
@@ -268,17 +268,20 @@ async def update_app(
     pairs: Iterable[Pair] | None = None,
     live: Live | None = None,
 ) -> AppView:
-    """Change what is given; a removed pair ends the app's embed sessions at once."""
+    """Change what is given; a removed pair or origin ends the app's embed sessions and
+    unredeemed launches at once."""
     new_name = None if name is None else clean_name(name)
     origins = None if allowed_origins is None else clean_origins(allowed_origins)
     wanted = None if pairs is None else clean_pairs(pairs)
     changes: dict[str, object] = {}
     removed: list[Pair] = []
+    narrowed = False
     async with database.session() as db:
         app, _ = await _load(db, app_id)
         if new_name is not None and new_name != app.name:
             changes["name"] = app.name = new_name
         if origins is not None and origins != json.loads(app.allowed_origins):
+            narrowed = bool(set(json.loads(app.allowed_origins)) - set(origins))
             app.allowed_origins = json.dumps(origins)
             changes["allowed_origins"] = origins
         if wanted is not None:
@@ -301,12 +304,20 @@ async def update_app(
             if added or removed:
                 changes["pairs_added"] = [list(p) for p in added]
                 changes["pairs_removed"] = [list(p) for p in removed]
+        narrowed = narrowed or bool(removed)
+        if narrowed:
+            await _drop_launches(db, app_id)
         if changes:
             await audit.record(db, actor, "partner_app.update", _target(app_id, app.name), changes)
         view = await _view(db, app_id)
-    if removed:
+    if narrowed:
         await partner_app_cut_off(live, app_id)
     return view
+
+
+async def _drop_launches(db: AsyncSession, app_id: int) -> None:
+    """Unredeemed launch tickets were issued under what just changed: none may be used."""
+    await db.execute(delete(EmbedTicket).where(EmbedTicket.partner_app_id == app_id))
 
 
 async def regenerate_secret(
@@ -323,6 +334,7 @@ async def regenerate_secret(
         credential.created_at = now
         # Shows the admin when the partner has switched to the new secret.
         credential.last_used_at = None
+        await _drop_launches(db, app_id)
         await audit.record(db, actor, "partner_app.regenerate_secret", _target(app_id, app.name))
         view = await _view(db, app_id)
     await partner_app_cut_off(live, app_id)
@@ -339,6 +351,7 @@ async def revoke_app(
         if not app.disabled or credential.revoked_at is None:
             app.disabled = True
             credential.revoked_at = credential.revoked_at or now
+            await _drop_launches(db, app_id)
             await audit.record(db, actor, "partner_app.revoke", _target(app_id, app.name))
         view = await _view(db, app_id)
     await partner_app_cut_off(live, app_id)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bff import identifiers
 from bff.errors import AlreadyExistsError, InUseError, InvalidInputError, NotFoundError
 from bff.operations import audit
-from bff.operations.live import Live, mappings_removed, pairs_removed
+from bff.operations.live import Live, mappings_removed, pairs_removed, partner_app_cut_off
 from bff.store.database import Database
 from bff.store.models import PartnerAppScope, SubTenant, Tenant, UserScope
 
@@ -239,9 +239,25 @@ async def _delete(
     action = "tenant.delete" if key.sub_tenant_id is None else "sub_tenant.delete"
     async with database.session() as db:
         await key.require(db)
-        removed = await _guard_in_use(db, cascade, key)
-        await db.execute(delete(UserScope).where(key.users))
-        await db.execute(delete(PartnerAppScope).where(key.apps))
+        await _guard_in_use(db, cascade, key)
+        # What is deleted is what the sessions are ended for: RETURNING, not the rows read
+        # by the guard, so a mapping added meanwhile is caught too (and refused without
+        # a cascade, which rolls everything back).
+        removed = [
+            (user_id, tenant, sub)
+            for user_id, tenant, sub in await db.execute(
+                delete(UserScope)
+                .where(key.users)
+                .returning(UserScope.user_id, UserScope.tenant_id, UserScope.sub_tenant_id)
+            )
+        ]
+        apps = set(
+            await db.scalars(
+                delete(PartnerAppScope).where(key.apps).returning(PartnerAppScope.partner_app_id)
+            )
+        )
+        if (removed or apps) and not cascade:
+            raise InUseError(f"{key} came into use meanwhile; delete with cascade to remove it")
         await db.execute(delete(SubTenant).where(key.subs))
         if key.sub_tenant_id is None:
             await db.execute(delete(Tenant).where(Tenant.id == key.tenant_id))
@@ -249,12 +265,14 @@ async def _delete(
             db, actor, action, str(key), {"cascade": cascade, "mappings": len(removed)}
         )
     await mappings_removed(live, removed)
+    for app_id in sorted(apps):  # their embed sessions may show a removed pair
+        await partner_app_cut_off(live, app_id)
     await pairs_removed(live, key.tenant_id, key.sub_tenant_id)
 
 
-async def _guard_in_use(db: AsyncSession, cascade: bool, key: _Key) -> list[tuple[int, str, str]]:
-    """The mappings a delete would remove; :class:`InUseError` when any use exists
-    and the caller did not ask to cascade."""
+async def _guard_in_use(db: AsyncSession, cascade: bool, key: _Key) -> None:
+    """:class:`InUseError` when mappings or partner apps use the pairs and the caller
+    did not ask to cascade."""
     rows = await db.execute(
         select(UserScope.user_id, UserScope.tenant_id, UserScope.sub_tenant_id).where(key.users)
     )
@@ -269,4 +287,3 @@ async def _guard_in_use(db: AsyncSession, cascade: bool, key: _Key) -> list[tupl
         raise InUseError(
             f"{key} is used by {' and '.join(uses)}; delete with cascade to remove them"
         )
-    return mapped

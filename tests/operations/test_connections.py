@@ -166,6 +166,33 @@ async def test_an_empty_secret_keeps_the_stored_one_for_the_same_kind(
 
 
 @pytest.mark.parametrize(
+    "moved",
+    [
+        {"base_url": "https://attacker.example"},
+        {"options": {"pair_token_url": "https://attacker.example/token"}},
+    ],
+)
+async def test_stored_secrets_never_follow_a_changed_vendor_address(
+    database: Database,
+    box: SecretBox,
+    settings: Settings,
+    clock: ManualClock,
+    broker: TokenBroker,
+    vendor: VendorConfig,
+    moved: dict[str, Any],
+) -> None:
+    save: dict[str, Any] = {"settings": settings, "clock": clock, "broker": broker}
+    await ops.save_connection(database, box, ACTOR, header_exchange(vendor), create=True, **save)
+    elsewhere = dataclasses.replace(header_exchange(vendor, api_key="", api_secret=""), **moved)
+    with pytest.raises(InvalidInputError, match="address changed") as refused:
+        await ops.save_connection(database, box, ACTOR, elsewhere, create=False, **save)
+    assert refused.value.field == "api_key"
+    # With the secrets typed again, the move is the admin's deliberate choice.
+    typed = dataclasses.replace(header_exchange(vendor), **moved)
+    await ops.save_connection(database, box, ACTOR, typed, create=False, **save)
+
+
+@pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
         ({"id": "no spaces"}, None, "connection id 'no spaces' may contain only"),

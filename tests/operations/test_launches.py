@@ -171,3 +171,33 @@ async def test_expired_tickets_are_swept(database: Database) -> None:
     await _launch(database, app_id)
     assert await launches.sweep(database, now=NOW + timedelta(seconds=59)) == 0
     assert await launches.sweep(database, now=NOW + timedelta(seconds=60)) == 1
+
+
+@pytest.mark.parametrize("change", ["regenerate", "revoke", "narrow origins", "narrow pairs"])
+async def test_unredeemed_launches_end_with_what_issued_them(
+    database: Database, change: str
+) -> None:
+    app_id = await _app(database, [ORIGIN, "https://b.example"])
+    await partner_apps.update_app(database, ACTOR, app_id, pairs=[ACME, GLOBEX])
+    launch = await launches.create_launch(
+        database, app_id, PartnerUser("42"), ACME, ORIGIN, now=NOW
+    )
+    if change == "regenerate":
+        await partner_apps.regenerate_secret(database, ACTOR, app_id, now=NOW)
+    elif change == "revoke":
+        await partner_apps.revoke_app(database, ACTOR, app_id, now=NOW)
+    elif change == "narrow origins":
+        await partner_apps.update_app(database, ACTOR, app_id, allowed_origins=[ORIGIN])
+    else:
+        await partner_apps.update_app(database, ACTOR, app_id, pairs=[ACME])
+    with pytest.raises(NotFoundError):
+        await launches.redeem(database, launch.ticket, now=NOW)
+
+
+async def test_widening_an_app_keeps_its_launches(database: Database) -> None:
+    app_id = await _app(database)
+    launch = await _launch(database, app_id)
+    await partner_apps.update_app(
+        database, ACTOR, app_id, allowed_origins=[ORIGIN, "https://b.example"]
+    )
+    assert (await launches.redeem(database, launch.ticket, now=NOW)).pair == ACME

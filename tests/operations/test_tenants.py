@@ -29,8 +29,13 @@ async def test_a_partner_app_keeps_a_pair_in_use(database: Database) -> None:
         db.add(PartnerAppScope(partner_app_id=app.id, tenant_id="acme", sub_tenant_id="north"))
     with pytest.raises(InUseError, match="partner apps"):
         await tenants.delete_sub_tenant(database, ACTOR, "acme", "north")
-    await tenants.delete_sub_tenant(database, ACTOR, "acme", "north", cascade=True)
+    live = FakeLive()
+    await tenants.delete_sub_tenant(
+        database, ACTOR, "acme", "north", cascade=True, live=Live(live, live, live)
+    )
     assert (await tenants.list_tenants(database))[0].sub_tenants == []
+    # The app's embed sessions may be showing the removed pair.
+    assert live.revoked_partner_apps == [app.id]
 
 
 async def test_a_cascade_ends_the_sessions_of_every_removed_mapping(database: Database) -> None:
