@@ -11,6 +11,8 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+import idna
+
 from bff.errors import InvalidInputError
 
 MAX_ORIGIN_LENGTH = 300
@@ -33,8 +35,10 @@ def _host(raw: str, value: str, field: str) -> str:
         except ValueError:
             raise _bad_origin(value, "has an invalid IPv6 address", field) from None
     try:
-        host = raw.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        # UTS 46, as browsers map host names (Python's "idna" codec is IDNA 2003, which
+        # would turn faß.example into fass.example, another domain).
+        host = idna.encode(raw, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError):
         raise _bad_origin(value, "has an invalid host name", field) from None
     if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split(".")):
         raise _bad_origin(value, "has an invalid host name", field)

@@ -222,6 +222,7 @@ async def test_bad_names_are_refused(database: Database, name: str) -> None:
         ("http://127.0.0.1", "http://127.0.0.1"),
         ("http://localhost:80", "http://localhost"),
         ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ("https://faß.example", "https://xn--fa-hia.example"),
         ("https://[2001:DB8::1]:8443", "https://[2001:db8::1]:8443"),
         ("https://10.0.0.1", "https://10.0.0.1"),
     ],
