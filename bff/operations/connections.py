@@ -55,7 +55,7 @@ from bff.settings import (
     read_upstream,
 )
 from bff.store import connections as store
-from bff.store.database import Database
+from bff.store.database import Database, conflict_means_exists
 from bff.store.models import VendorConnection
 
 logger = logging.getLogger(__name__)
@@ -230,39 +230,41 @@ async def save_connection(
             "BFF_UPSTREAM_KIND", CONNECTOR_KINDS, "header-exchange"
         )
     options = {name: values.options.get(name, "") for name in KIND_OPTIONS[kind]}
-    async with database.session() as db:
-        row = await db.get(VendorConnection, connection_id)
-        if create and row is not None:
-            raise AlreadyExistsError(f"a connection {connection_id} exists already")
-        if not create and row is None:
-            raise NotFoundError(f"no stored vendor connection {connection_id}")
-        api_key, api_secret = _secrets(box, row, kind, values)
-        clean = dataclasses.replace(values, id=connection_id, kind=kind, options=options)
-        upstream, connector = _validate(clean, api_key, api_secret, settings, clock)
-        register_secret(api_key)
-        register_secret(api_secret)
-        changed = _changed_secrets(values, row, kind)
-        stored_options = _stored_options(upstream, row, changed, clock)
-        assert upstream.base_url is not None  # build_connector requires it
-        row = await store.save_connection(
-            db,
-            box,
-            connection_id,
-            kind=kind,
-            base_url=upstream.base_url,
-            api_key=api_key,
-            api_secret=api_secret,
-            options=stored_options,
-        )
-        row.updated_at = clock.now()  # the injected clock, like the secrets' dates
-        await audit.record(
-            db,
-            actor,
-            "connection.save",
-            connection_id,
-            {"kind": kind, "base_url": upstream.base_url, "secrets_changed": changed},
-        )
-        view = _stored_view(row, settings)
+    exists = f"a connection {connection_id} exists already"
+    with conflict_means_exists(exists):  # two creates at once
+        async with database.session() as db:
+            row = await db.get(VendorConnection, connection_id)
+            if create and row is not None:
+                raise AlreadyExistsError(exists)
+            if not create and row is None:
+                raise NotFoundError(f"no stored vendor connection {connection_id}")
+            api_key, api_secret = _secrets(box, row, kind, values)
+            clean = dataclasses.replace(values, id=connection_id, kind=kind, options=options)
+            upstream, connector = _validate(clean, api_key, api_secret, settings, clock)
+            register_secret(api_key)
+            register_secret(api_secret)
+            changed = _changed_secrets(values, row, kind)
+            stored_options = _stored_options(upstream, row, changed, clock)
+            assert upstream.base_url is not None  # build_connector requires it
+            row = await store.save_connection(
+                db,
+                box,
+                connection_id,
+                kind=kind,
+                base_url=upstream.base_url,
+                api_key=api_key,
+                api_secret=api_secret,
+                options=stored_options,
+            )
+            row.updated_at = clock.now()  # the injected clock, like the secrets' dates
+            await audit.record(
+                db,
+                actor,
+                "connection.save",
+                connection_id,
+                {"kind": kind, "base_url": upstream.base_url, "secrets_changed": changed},
+            )
+            view = _stored_view(row, settings)
     if broker is not None:
         await broker.replace_connection(connection_id, connector)
     return view

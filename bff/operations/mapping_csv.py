@@ -29,8 +29,7 @@ from bff import identifiers
 from bff.errors import InvalidIdentifierError
 from bff.operations import audit
 from bff.operations.live import Live, mappings_removed
-from bff.operations.tenants import conflict_means_exists
-from bff.store.database import Database
+from bff.store.database import Database, conflict_means_exists
 from bff.store.models import SubTenant, User, UserScope
 
 HEADER = ("email", "tenant_id", "sub_tenant_id")

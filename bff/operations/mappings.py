@@ -12,8 +12,7 @@ from bff import identifiers
 from bff.errors import InvalidInputError
 from bff.operations import audit
 from bff.operations.live import Live, mappings_removed
-from bff.operations.tenants import conflict_means_exists
-from bff.store.database import Database
+from bff.store.database import Database, conflict_means_exists
 from bff.store.models import SubTenant, User, UserScope
 from bff.store.users import get_user, map_user, unknown_pairs, unmap_user, user_scopes
 

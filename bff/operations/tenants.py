@@ -9,19 +9,16 @@ operations boundary, so it is a 409 like the check's own answer and not a 500.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 
 from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff import identifiers
 from bff.errors import AlreadyExistsError, InUseError, InvalidInputError, NotFoundError
 from bff.operations import audit
 from bff.operations.live import Live, mappings_removed, pairs_removed, partner_app_cut_off
-from bff.store.database import Database
+from bff.store.database import Database, conflict_means_exists
 from bff.store.models import PartnerAppScope, SubTenant, Tenant, UserScope
 
 MAX_NAME_LENGTH = 200
@@ -51,16 +48,6 @@ class Usage:
     @property
     def in_use(self) -> bool:
         return bool(self.mappings or self.partner_app_pairs)
-
-
-@contextlib.contextmanager
-def conflict_means_exists(message: str) -> Iterator[None]:
-    """Wrap a create's whole transaction: a constraint broken at insert or commit means
-    a concurrent request created the same row first (or removed what it refers to)."""
-    try:
-        yield
-    except IntegrityError:
-        raise AlreadyExistsError(message) from None
 
 
 def _name(value: str | None, default: str) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from bff.errors import ConfigurationError
+from bff.errors import AlreadyExistsError, ConfigurationError
 
 
 def async_url(url: str) -> str:
@@ -92,3 +93,13 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@contextlib.contextmanager
+def conflict_means_exists(message: str) -> Iterator[None]:
+    """Wrap a create's whole transaction: a constraint broken at insert or commit means
+    a concurrent request created the same row first (or removed what it refers to)."""
+    try:
+        yield
+    except IntegrityError:
+        raise AlreadyExistsError(message) from None

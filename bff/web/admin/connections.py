@@ -29,6 +29,7 @@ from bff.web.admin.console import (
     require_admin,
 )
 from bff.web.admin.tokens import describe_outcome
+from bff.web.errors import REFUSED, refusal_status
 from bff.web.services import services
 
 SECTION = "admin:connections"
@@ -87,7 +88,7 @@ async def _list(
     request: Request,
     values: Mapping[str, Any],
     *,
-    error: InvalidInputError | None = None,
+    error: Exception | None = None,
 ) -> Response:
     svc = services(request)
     context = {
@@ -95,7 +96,7 @@ async def _list(
         "kinds": CONNECTOR_KINDS,
         "values": values,
         "error": str(error) if error else None,
-        "error_field": error.field if error else None,
+        "error_field": getattr(error, "field", None),
         "adding": error is not None,
     }
     return render(
@@ -104,7 +105,7 @@ async def _list(
         context,
         section=SECTION,
         notices=NOTICES,
-        status_code=422 if error else 200,
+        status_code=refusal_status(error) if error else 200,
     )
 
 
@@ -123,7 +124,7 @@ async def create_connection(request: Request) -> Response:
             create=True,
             broker=svc.broker,
         )
-    except InvalidInputError as exc:
+    except REFUSED as exc:
         return await _list(request, _submitted(values), error=exc)
     return redirect_done(f"{PATH}/{view.id}", "saved")
 
@@ -133,7 +134,7 @@ async def _detail(
     connection_id: str,
     *,
     values: Mapping[str, Any] | None = None,
-    error: InvalidInputError | None = None,
+    error: Exception | None = None,
     outcome: tokens.TokenOutcome | None = None,
     pair: tuple[str, str] = ("", ""),
 ) -> Response:
@@ -144,7 +145,7 @@ async def _detail(
         "kinds": CONNECTOR_KINDS,
         "values": values if values is not None else _values(view),
         "error": str(error) if error else None,
-        "error_field": error.field if error else None,
+        "error_field": getattr(error, "field", None),
         "usable": svc.broker.has_connection(view.id),
         "pairs": await _pairs(request),
         "pair": pair,
@@ -156,7 +157,7 @@ async def _detail(
         context,
         section=SECTION,
         notices=NOTICES,
-        status_code=422 if error else 200,
+        status_code=refusal_status(error) if error else 200,
     )
 
 
@@ -181,7 +182,7 @@ async def save_connection(request: Request) -> Response:
             create=False,
             broker=svc.broker,
         )
-    except InvalidInputError as exc:
+    except REFUSED as exc:
         return await _detail(request, connection_id, values=_submitted(values), error=exc)
     return redirect_done(f"{PATH}/{connection_id}", "saved")
 
@@ -197,7 +198,7 @@ async def check_connection(request: Request) -> Response:
             raise InvalidInputError("tenant id is empty", field="tenant_id")
         scope = tokens.token_scope(connection_id, *pair)
         outcome = await tokens.try_connection(svc.database, session.email, svc.broker, scope)
-    except InvalidInputError as exc:
+    except REFUSED as exc:
         return await _detail(request, connection_id, error=exc, pair=pair)
     return await _detail(request, connection_id, outcome=outcome, pair=pair)
 
