@@ -28,10 +28,6 @@ class TokenPurger(Protocol):
 
     async def purge_pairs(self, tenant_id: str, sub_tenant_id: str | None = None) -> int: ...
 
-    async def purge(
-        self, *, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
-    ) -> int: ...
-
 
 @dataclasses.dataclass(frozen=True)
 class Live:

@@ -43,11 +43,6 @@ class FakeLive:
         self.purged_pairs.append((tenant_id, sub_tenant_id))
         return 0
 
-    async def purge(
-        self, *, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
-    ) -> int:
-        return 0
-
 
 async def seed(
     database: Database,

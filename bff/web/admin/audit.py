@@ -9,21 +9,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bff.operations import audit
-from bff.web.admin.console import render, require_admin
+from bff.web.admin.console import page_number, render, require_admin
 from bff.web.services import services
 
 _MAX_FILTER = 254
-
-
-def _page_number(raw: str) -> int:
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 1_000_000 else 1
 
 
 async def audit_page(request: Request) -> Response:
     require_admin(request)
     actor = request.query_params.get("actor", "").strip()[:_MAX_FILTER]
     action = request.query_params.get("action", "").strip()[:_MAX_FILTER]
-    page = _page_number(request.query_params.get("page", "1"))
+    page = page_number(request.query_params.get("page", "1"))
     found = await audit.list_entries(
         services(request).database, actor=actor or None, action=action or None, page=page
     )

@@ -55,6 +55,11 @@ async def admin_form(request: Request) -> tuple[Session, FormData]:
     return session, await require_csrf(request)
 
 
+def page_number(raw: str) -> int:
+    """A ``page`` query value; anything but a sane whole number is the first page."""
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 1_000_000 else 1
+
+
 def field(form: FormData, name: str) -> str:
     """A text field of the form ('' when absent or a file)."""
     value = form.get(name)

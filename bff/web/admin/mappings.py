@@ -33,6 +33,7 @@ from bff.web.admin.console import (
     confirm_page,
     confirmed,
     field,
+    page_number,
     redirect_done,
     render,
     require_admin,
@@ -64,10 +65,6 @@ _FILTERS = ("email", "tenant_id", "sub_tenant_id")
 _MAX_FILTER = 254
 
 
-def _page_number(raw: str) -> int:
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 1_000_000 else 1
-
-
 async def mappings_page(request: Request) -> Response:
     require_admin(request)
     return await _page(request)
@@ -80,7 +77,7 @@ async def _page(
     query = request.query_params
     filters = {name: query.get(name, "").strip()[:_MAX_FILTER] for name in _FILTERS}
     filters = {name: value for name, value in filters.items() if value}
-    page = _page_number(query.get("page", "1"))
+    page = page_number(query.get("page", "1"))
     database = services(request).database
     found = await mappings.list_mappings(
         database,
@@ -171,12 +168,15 @@ async def export(request: Request) -> Response:
 
 async def import_csv(request: Request) -> Response:
     session, form = await _upload_form(request)
-    # Anything but an explicit replace is the harmless merge.
-    mode: mapping_csv.Mode = "replace" if field(form, "mode") == "replace" else "merge"
+    mode = field(form, "mode") or "merge"
+    if mode not in ("merge", "replace"):  # as the API answers
+        return await _page(request, error=InvalidInputError("mode must be merge or replace"))
     svc = services(request)
     apply = field(form, "step") == "apply"
     if apply:
-        data = field(form, "csv").encode()
+        data = field(form, "csv").replace("\r\n", "\n").encode()
+        if len(data) > MAX_CSV_BYTES:
+            raise HTTPException(413, TOO_LARGE)
         if not data.strip():
             return await _page(request, error=InvalidInputError("there is nothing to apply"))
     else:
@@ -189,7 +189,12 @@ async def import_csv(request: Request) -> Response:
             raise HTTPException(413, TOO_LARGE)
     try:
         report = await mapping_csv.import_csv(
-            svc.database, session.email, data, mode=mode, dry_run=not apply, live=svc.live()
+            svc.database,
+            session.email,
+            data,
+            mode="replace" if mode == "replace" else "merge",
+            dry_run=not apply,
+            live=svc.live(),
         )
     except REFUSED as exc:
         return await _page(request, error=exc)

@@ -25,6 +25,7 @@ from bff.web.admin.console import (
     confirm_page,
     confirmed,
     field,
+    page_number,
     redirect_done,
     render,
     require_admin,
@@ -46,17 +47,13 @@ NOTICES = {
 }
 
 
-def _page_number(raw: str) -> int:
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 1_000_000 else 1
-
-
 def _view_of(values: ImmutableMultiDict[str, Any]) -> tuple[str, int]:
     """The list view (search, page) a request or a row form names."""
     q = values.get("q", "")
     page = values.get("page", "1")
     return (
         q.strip()[:_MAX_QUERY] if isinstance(q, str) else "",
-        _page_number(page) if isinstance(page, str) else 1,
+        page_number(page) if isinstance(page, str) else 1,
     )
 
 
