@@ -168,6 +168,13 @@ async def export(request: Request) -> Response:
 
 async def import_csv(request: Request) -> Response:
     session, form = await _upload_form(request)
+    try:
+        return await _import(request, session, form)
+    finally:
+        await form.close()  # the upload's temporary file, on every path
+
+
+async def _import(request: Request, session: Session, form: FormData) -> Response:
     mode = field(form, "mode") or "merge"
     if mode not in ("merge", "replace"):  # as the API answers
         return await _page(request, error=InvalidInputError("mode must be merge or replace"))
@@ -184,7 +191,6 @@ async def import_csv(request: Request) -> Response:
         if not isinstance(upload, UploadFile) or not upload.filename:
             return await _page(request, error=InvalidInputError("choose a CSV file to import"))
         data = await upload.read()
-        await upload.close()
         if len(data) > MAX_CSV_BYTES:
             raise HTTPException(413, TOO_LARGE)
     try:
