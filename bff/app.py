@@ -35,7 +35,6 @@ from bff.web.admin import api as admin_api
 from bff.web.admin import mappings as admin_mappings
 from bff.web.admin import pages as admin_pages
 from bff.web.admin import partner_apps_api
-from bff.web.partner import routes as partner_routes
 from bff.web.auth import oidc_signin, signin
 from bff.web.auth.access import Mappings
 from bff.web.auth.csrf import CrossSiteMiddleware
@@ -51,6 +50,8 @@ from bff.web.dashboard.proxy_metrics import ProxyMetrics
 from bff.web.dashboard.vendor_target import PREFIX
 from bff.web.errors import EXCEPTION_HANDLERS, server_error
 from bff.web.middleware import RequestContextMiddleware
+from bff.web.partner import routes as partner_routes
+from bff.web.partner.auth import open_partner
 from bff.web.security import SecurityHeadersMiddleware, with_security_headers
 from bff.web.services import Services
 from bff.web.template_helpers import PageMemo
@@ -122,6 +123,7 @@ def create_app(
                             mappings=Mappings(database, clock),
                             auth=auth,
                             broker=broker,
+                            partner=open_partner(settings, clock),
                         )
                     }
                 finally:

@@ -20,7 +20,8 @@ from bff.web.auth.access import Mappings
 from bff.web.auth.services import AuthServices
 from bff.web.auth.sessions import SessionStore
 
-if TYPE_CHECKING:  # it renders with the session helpers, which import this module
+if TYPE_CHECKING:  # both import this module (PageMemo through the session helpers)
+    from bff.web.partner.auth import PartnerServices
     from bff.web.template_helpers import PageMemo
 
 
@@ -41,6 +42,7 @@ class Services:
     mappings: Mappings
     auth: AuthServices
     broker: TokenBroker
+    partner: PartnerServices
 
     def live(self) -> Live:
         """What an operation run in this server must update after its commit."""

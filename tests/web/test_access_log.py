@@ -58,7 +58,7 @@ def test_the_query_string_is_never_logged_and_a_ticket_in_the_path_is_masked(
     client.get("/embed/launch?ticket=tkt-5566778899&token=opaque-1234567")
     client.get("/x/token=opaque-7654321/y")
     first, second = lines(written)
-    assert first["message"] == "GET /embed/launch 404"
+    assert first["message"] == "GET /embed/launch 410"
     assert second["message"] == f"GET /x/token={MASK} 404"  # masked up to the space
     for secret in ("tkt-5566778899", "opaque-1234567", "opaque-7654321"):
         assert secret not in written.getvalue()

@@ -28,7 +28,7 @@ def test_the_document_is_openapi_3_1(client: TestClient) -> None:
     assert spec["openapi"] == "3.1.0"
     assert spec["servers"] == [{"url": "https://testserver"}]
     create = spec["paths"]["/api/v1/users"]["post"]
-    assert set(create["responses"]) == {"201", "401", "403", "409", "422"}
+    assert set(create["responses"]) == {"201", "400", "401", "403", "409", "413", "422"}
     assert create["requestBody"]["content"]["application/json"]["schema"]["required"] == ["email"]
     delete = spec["paths"]["/api/v1/tenants/{tenant_id}"]["delete"]
     assert {p["name"] for p in delete["parameters"]} == {"tenant_id", "cascade"}

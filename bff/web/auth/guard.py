@@ -12,11 +12,24 @@ which sends a signed-out browser to ``/login?next=…`` with a 303 (API clients 
 a 401 problem). A session that ends while its request runs (signed out in another
 tab, revoked) surfaces as :class:`~bff.errors.SessionEnded` from the store, and is
 answered the same way, with ``reason=expired``, its cookie cleared.
+
+Embedded (partner iframe) sessions, from the embed cookie, serve only the embed
+pages (:func:`embed_session`) and the vendor proxy. :func:`current_session` still
+returns one when no first-party session came along, so every first-party page must
+refuse it: :func:`require_first_party_session` answers 403 (as do the console and
+the account pages; the admin API counts it as no credentials, 401). A first-party
+session is never an embed page's session.
+
+The cookieless fallback's handle (``X-Bff-Embed-Session``, the signed session id)
+is read on exactly one route, the embed frame's JSON (:data:`HANDLE_PATH`, GET):
+there it is verified like the cookie and is that request's embed session, the
+cookie ignored; on every other route the header is ignored.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -37,7 +50,14 @@ logger = logging.getLogger(__name__)
 
 _SESSION = "bff.session"
 _SESSION_ENDED = "bff.session_ended"
+_EMBED_SESSION = "bff.embed_session"
+_EMBED_ENDED = "bff.embed_session_ended"
 SignInReason = Literal["expired", "signed-out"]
+
+HANDLE_HEADER = "X-Bff-Embed-Session"
+# The one route that reads the handle: bff.web.partner.embed's frame JSON.
+HANDLE_PATH = re.compile(r"/embed/[0-9]+/frame")
+EMBEDDED_REFUSED = "This page is not available inside an embedded dashboard."
 
 
 def current_session(request: Request) -> Session | None:
@@ -49,6 +69,26 @@ def current_session(request: Request) -> Session | None:
 def session_ended(request: Request) -> bool:
     """True when the browser sent a genuine cookie for a session that has ended."""
     return bool(request.scope.get("state", {}).get(_SESSION_ENDED))
+
+
+def embed_session(request: Request) -> Session | None:
+    """This request's live embedded session (the embed cookie's, or on the frame JSON
+    route the handle's), or None. Never a first-party session."""
+    session: Session | None = request.scope.get("state", {}).get(_EMBED_SESSION)
+    return session
+
+
+def embed_session_ended(request: Request) -> bool:
+    """True when the browser sent a genuine embed cookie (or handle) whose session ended."""
+    return bool(request.scope.get("state", {}).get(_EMBED_ENDED))
+
+
+def require_first_party_session(request: Request) -> Session:
+    """:func:`require_session` for first-party pages: an embedded session gets a 403."""
+    session = require_session(request)
+    if session.embedded:
+        raise HTTPException(403, EMBEDDED_REFUSED)
+    return session
 
 
 def require_session(request: Request) -> Session:
@@ -129,10 +169,12 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        sent = parse_cookie_header(Headers(scope=scope).get("cookie", ""))
-        session: Session | None = None
+        headers = Headers(scope=scope)
+        sent = parse_cookie_header(headers.get("cookie", ""))
+        store: SessionStore = state["services"].sessions
+        found: dict[bool, Session | None] = {}
         stale: list[str] = []
-        ended = False
+        ended: dict[bool, bool] = {False: False, True: False}
         for name, embedded in (
             (self.cookies.session_name, False),
             (self.cookies.embed_session_name, True),
@@ -140,17 +182,20 @@ class SessionMiddleware:
             if name not in sent:
                 continue
             session_id = self.cookies.unsign_session(sent[name])
-            found = None
-            if session_id is not None:
-                store: SessionStore = state["services"].sessions
-                found = await store.load(session_id)
-                ended = ended or found is None
-            if found is not None and found.embedded == embedded and session is None:
-                session = found
-            elif found is None:
+            loaded = None if session_id is None else await store.load(session_id)
+            if loaded is None:
+                ended[embedded] = session_id is not None
                 stale.append(name)
+            elif loaded.embedded == embedded:
+                found[embedded] = loaded
+        session = found.get(False) or found.get(True)
         state[_SESSION] = session
-        state[_SESSION_ENDED] = session is None and ended
+        state[_SESSION_ENDED] = session is None and (ended[False] or ended[True])
+        if scope["method"] == "GET" and HANDLE_PATH.fullmatch(scope["path"]):
+            # The cookieless fallback: this route's embed session is the handle's only.
+            found[True], ended[True] = await self._handle_session(store, headers)
+        state[_EMBED_SESSION] = found.get(True)
+        state[_EMBED_ENDED] = ended[True]
         if not stale:
             await self.app(scope, receive, send)
             return
@@ -166,6 +211,19 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_clearing_stale)
+
+    async def _handle_session(
+        self, store: SessionStore, headers: Headers
+    ) -> tuple[Session | None, bool]:
+        """The handle's live embedded session (or None), and whether it was a genuine
+        handle of a session that has ended."""
+        session_id = self.cookies.unsign_session(headers.get(HANDLE_HEADER))
+        if session_id is None:
+            return None, False
+        loaded = await store.load(session_id)
+        if loaded is None:
+            return None, True
+        return (loaded, False) if loaded.embedded else (None, False)
 
     def _expired_cookie(self, name: str) -> str:
         embedded = name == self.cookies.embed_session_name

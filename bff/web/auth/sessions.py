@@ -12,6 +12,8 @@ before anything is cached or answered, so it cannot bring back what was just
 removed.
 
 Idle and absolute timeouts are checked on every load against the injected clock.
+An embedded (partner iframe) session lives at most :data:`EMBED_SESSION_SECONDS`
+(or the store's own absolute limit, if shorter); its idle timeout is the store's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from bff.clock import Clock
@@ -43,6 +45,8 @@ ID_BYTES = 32
 CACHE_SIZE = 10_000
 REVALIDATE_SECONDS = 15.0
 SWEEP_SECONDS = 60.0
+# An embedded session's absolute lifetime: the partner renews it with a new launch.
+EMBED_SESSION_SECONDS = 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +63,8 @@ class Session:
     embedded: bool
     created_at: datetime
     partner_app_id: int | None = None
+    # An embedded session's partner page origin: its frame posts messages only there.
+    embed_origin: str | None = None
 
 
 @dataclasses.dataclass
@@ -77,6 +83,7 @@ class _Row(NamedTuple):
     csrf_secret: str
     embedded: bool
     partner_app_id: int | None
+    embed_origin: str | None
     created_at: datetime
     last_seen_at: datetime
     email: str
@@ -91,6 +98,7 @@ _COLUMNS = (
     SessionRecord.csrf_secret,
     SessionRecord.embedded,
     SessionRecord.partner_app_id,
+    SessionRecord.embed_origin,
     SessionRecord.created_at,
     SessionRecord.last_seen_at,
     User.email,
@@ -112,6 +120,7 @@ class SessionStore:
         *,
         idle_seconds: int,
         max_seconds: int,
+        embed_max_seconds: int = EMBED_SESSION_SECONDS,
         metrics: AuthMetrics | None = None,
         revalidate_seconds: float = REVALIDATE_SECONDS,
         cache_size: int = CACHE_SIZE,
@@ -120,6 +129,7 @@ class SessionStore:
         self._clock = clock
         self.idle = timedelta(seconds=idle_seconds)
         self.max_age = timedelta(seconds=max_seconds)
+        self.embed_max_age = min(self.max_age, timedelta(seconds=embed_max_seconds))
         self._metrics = metrics
         self._revalidate = revalidate_seconds
         # Often enough that the stored value never lags the idle timeout.
@@ -138,6 +148,7 @@ class SessionStore:
         embedded: bool = False,
         scope: tuple[str, str] | None = None,
         partner_app_id: int | None = None,
+        embed_origin: str | None = None,
     ) -> Session:
         """A new session with a fresh random id; never reuses an id the browser sent.
 
@@ -158,6 +169,7 @@ class SessionStore:
                 csrf_secret=csrf_secret,
                 embedded=embedded,
                 partner_app_id=partner_app_id,
+                embed_origin=embed_origin,
                 created_at=now,
                 last_seen_at=now,
             )
@@ -172,6 +184,7 @@ class SessionStore:
             embedded=embedded,
             created_at=now,
             partner_app_id=partner_app_id,
+            embed_origin=embed_origin,
         )
         if writes == self._writes:
             self._remember(key, _Entry(session, self._clock.monotonic(), now, now))
@@ -271,6 +284,10 @@ class SessionStore:
             or_(
                 SessionRecord.created_at <= now - self.max_age,
                 SessionRecord.last_seen_at <= now - self.idle,
+                and_(
+                    SessionRecord.embedded.is_(True),
+                    SessionRecord.created_at <= now - self.embed_max_age,
+                ),
             )
         )
         await self.refresh_metrics()
@@ -287,6 +304,10 @@ class SessionStore:
                 .where(
                     SessionRecord.created_at > now - self.max_age,
                     SessionRecord.last_seen_at > now - self.idle,
+                    or_(
+                        SessionRecord.embedded.is_(False),
+                        SessionRecord.created_at > now - self.embed_max_age,
+                    ),
                 )
             )
         self._metrics.active_sessions.set(count or 0)
@@ -311,8 +332,16 @@ class SessionStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def lifetime(self, session: Session) -> timedelta:
+        """The session's absolute lifetime: shorter for an embedded one."""
+        return self.embed_max_age if session.embedded else self.max_age
+
+    def expires_at(self, session: Session) -> datetime:
+        """When the session ends at the latest (its idle timeout may end it sooner)."""
+        return session.created_at + self.lifetime(session)
+
     def _expired(self, entry: _Entry, now: datetime) -> bool:
-        return now - entry.session.created_at >= self.max_age or now - entry.last_seen >= self.idle
+        return now >= self.expires_at(entry.session) or now - entry.last_seen >= self.idle
 
     async def _fetch(self, key: str, session_id: str, cached: _Entry | None) -> _Entry | None:
         while True:
@@ -346,6 +375,7 @@ class SessionStore:
             embedded=row.embedded,
             created_at=row.created_at,
             partner_app_id=row.partner_app_id,
+            embed_origin=row.embed_origin,
         )
         entry = _Entry(
             session,
@@ -367,7 +397,7 @@ class SessionStore:
                     .where(SessionRecord.id_hash == key)
                 )
             ).one_or_none()
-        return None if row is None else _Row(*row)
+        return None if row is None else _Row._make(row)
 
     async def _insert(self, record: SessionRecord) -> tuple[str, bool]:
         """Store ``record`` if its user is active; the user's e-mail and admin flag."""

@@ -8,9 +8,17 @@ The vendor token comes from the broker for exactly that pair; vendor failures
 propagate to the friendly 503/502 handlers (or, inside the proxied iframe, to a
 framed notice).
 
+These pages are first-party: an embedded (partner iframe) session gets a 403 here
+(:func:`~bff.web.auth.guard.require_first_party_session`); the embed pages
+(:mod:`bff.web.partner.embed`) show it the same vendor embed, :func:`vendor_embed`.
+
 In the proxy, :func:`authorize_proxy` turns the session into a
 :class:`~bff.web.dashboard.proxy.Grant`: a session that has ended, before or while the
-request ran, gets the framed "Session ended" notice (401), never an error page.
+request ran, gets the framed "Session ended" notice (401), never an error page. An
+embedded session is served its one pair (the partner app's, fixed at launch: the
+user has no mappings), and the proxied pages may then be framed by its partner
+origin too (:class:`FramedByPartner`), since ``frame-ancestors`` binds every
+ancestor, the partner page above the embed page included.
 When the vendor refuses a grant's token, the grant's ``renew`` purges it from the
 broker, unless the broker already holds another one: a token obtained after the
 request started is not the one the vendor refused, and purging it would only
@@ -20,12 +28,14 @@ cost a token call per proxied request in flight.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.broker.scope import TokenScope, VendorToken
 from bff.errors import SessionEnded, UpstreamError, UpstreamRejected, UpstreamUnavailable
@@ -35,12 +45,13 @@ from bff.web.auth.csrf import require_csrf
 from bff.web.auth.guard import (
     SignInReason,
     current_session,
+    embed_session_ended,
     login_url,
-    require_session,
+    require_first_party_session,
     session_ended,
 )
 from bff.web.auth.sessions import Session
-from bff.web.dashboard.delivery import FRAME_NAME, PAGE_HEADERS, embed
+from bff.web.dashboard.delivery import FRAME_NAME, PAGE_HEADERS, Embed, embed
 from bff.web.dashboard.proxy import Grant, VendorProxy, framed_page
 from bff.web.dashboard.proxy_limits import ProxyLimits
 from bff.web.dashboard.proxy_metrics import ProxyMetrics
@@ -56,8 +67,20 @@ CONNECTION_ID = "default"
 NOT_MAPPED = "You do not have access to that tenant."
 
 
+async def vendor_embed(svc: Services, pair: Pair) -> Embed | None:
+    """How a page shows the vendor dashboard for ``pair``, with that pair's token from
+    the broker; None when no dashboard is configured. The broker's
+    :class:`~bff.errors.UpstreamUnavailable` and :class:`~bff.errors.UpstreamRejected`
+    propagate."""
+    dashboard_url = svc.settings.dashboard_url
+    if dashboard_url is None:
+        return None
+    token = await svc.broker.get(TokenScope(CONNECTION_ID, *pair))
+    return embed(svc.settings.dashboard_delivery, dashboard_url, token.value)
+
+
 async def dashboard(request: Request) -> Response:
-    session = require_session(request)
+    session = require_first_party_session(request)
     svc = services(request)
     pairs = await svc.mappings.pairs(session.user_id)
     if not pairs:
@@ -65,13 +88,11 @@ async def dashboard(request: Request) -> Response:
             request, "no_access.html", {"email": session.email}, status_code=403
         )
     active = await _active_pair(svc, session, pairs)
-    dashboard_url = svc.settings.dashboard_url
-    if dashboard_url is None:
+    page = await vendor_embed(svc, active)
+    if page is None:
         return error_page(
             request, 503, "Dashboard not configured", "No vendor dashboard has been configured."
         )
-    token = await svc.broker.get(TokenScope(CONNECTION_ID, *active))
-    page = embed(svc.settings.dashboard_delivery, dashboard_url, token.value)
     nonce = csp_nonce(request)
     headers = {
         **PAGE_HEADERS,
@@ -90,7 +111,7 @@ async def dashboard(request: Request) -> Response:
 
 
 async def switch_scope(request: Request) -> Response:
-    session = require_session(request)
+    session = require_first_party_session(request)
     form = await require_csrf(request)
     svc = services(request)
     pair = parse_pair(form.get("scope"))
@@ -105,14 +126,20 @@ async def switch_scope(request: Request) -> Response:
 
 
 async def authorize_proxy(request: Request) -> Grant | Response:
-    """The grant for a proxied request: the session's active pair, mapped right now."""
+    """The grant for a proxied request: the session's active pair, mapped right now (an
+    embedded session's own pair)."""
     session = current_session(request)
     if session is None:
+        if embed_session_ended(request):
+            return _embed_session_ended(request)
         return _session_ended(request, "expired" if session_ended(request) else None)
     svc = services(request)
     pair = session.scope
     try:
-        if pair is None or not await svc.mappings.allows(session.user_id, pair):
+        if session.embedded:
+            if pair is None:
+                return framed_page(request, 403, "No access", NOT_MAPPED)
+        elif pair is None or not await svc.mappings.allows(session.user_id, pair):
             pairs = await svc.mappings.pairs(session.user_id)
             if not pairs:
                 return framed_page(
@@ -164,6 +191,16 @@ def _session_ended(request: Request, reason: SignInReason | None) -> Response:
     )
 
 
+def _embed_session_ended(request: Request) -> Response:
+    # No sign-in link: the partner page that frames this starts a new session.
+    return framed_page(
+        request,
+        401,
+        "Session ended",
+        "This dashboard session has ended. Reload the page that shows it to continue.",
+    )
+
+
 def _renewer(
     svc: Services, scope: TokenScope, refused: VendorToken
 ) -> Callable[[], Awaitable[None]]:
@@ -202,6 +239,55 @@ async def _active_pair(svc: Services, session: Session, pairs: tuple[Pair, ...])
     return active
 
 
+class FramedByPartner:
+    """Pure ASGI, around the proxy: for an embedded session, its partner origin joins
+    ``'self'`` in the ``frame-ancestors`` of the proxied responses (the vendor page and
+    the proxy's notices), else the partner page above the embed page could not frame
+    them. Other sessions' responses pass unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session = current_session(Request(scope)) if scope["type"] == "http" else None
+        origin = session.embed_origin if session is not None and session.embedded else None
+        if origin is None or not _ORIGIN.fullmatch(origin):
+            await self.app(scope, receive, send)
+            return
+        extra = origin.encode("ascii")
+
+        async def send_framable(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (
+                        name,
+                        _with_ancestor(value, extra)
+                        if name == b"content-security-policy"
+                        else value,
+                    )
+                    for name, value in message.get("headers", [])
+                    if name != b"x-frame-options"
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_framable)
+
+
+# A stored partner origin, checked again before it goes into a header.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+
+
+def _with_ancestor(policy: bytes, origin: bytes) -> bytes:
+    """``policy`` with ``origin`` added to a ``frame-ancestors`` that allows ``'self'``."""
+    directives = []
+    for directive in policy.split(b";"):
+        sources = directive.split()
+        if sources[:1] == [b"frame-ancestors"] and b"'self'" in sources[1:]:
+            directive = b" ".join([*sources, origin])
+        directives.append(directive.strip())
+    return b"; ".join(directive for directive in directives if directive)
+
+
 def routes(
     settings: Settings, proxy_metrics: ProxyMetrics, proxy_limits: ProxyLimits | None = None
 ) -> list[BaseRoute]:
@@ -215,7 +301,7 @@ def routes(
         Route("/scope", switch_scope, methods=["POST"], name="dashboard:scope"),
         Mount(
             PREFIX,
-            app=VendorProxy(target, authorize_proxy, proxy_metrics, proxy_limits),
+            app=FramedByPartner(VendorProxy(target, authorize_proxy, proxy_metrics, proxy_limits)),
             name="dashboard:vendor",
         ),
     ]
