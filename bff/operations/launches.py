@@ -10,7 +10,8 @@ through OpenID Connect, or be mapped by an administrator.
 
 A ticket is 256 random bits, valid :data:`TICKET_LIFETIME`; only its SHA-256 is
 stored. Redeeming deletes the row and reads it back in one statement, so of two
-redemptions at once exactly one gets it.
+redemptions at once exactly one gets it. Every launch and redemption is in the
+audit log (actor ``partner-app:<id>``, never the ticket).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff import identifiers
 from bff.errors import ForbiddenError, InvalidInputError, NotFoundError, RevokedError
+from bff.operations import audit
 from bff.origins import clean_origin
 from bff.store.database import Database
 from bff.store.models import EmbedTicket, PartnerApp, PartnerAppScope, User
@@ -136,7 +138,18 @@ async def create_launch(
                 created_at=now,
             )
         )
+        await audit.record(
+            db, _actor(app_id), "embed.launch", _target(user.id, pair), {"origin": frame_origin}
+        )
     return Launch(ticket, expires_at)
+
+
+def _actor(app_id: int) -> str:
+    return f"partner-app:{app_id}"
+
+
+def _target(external_id: str, pair: Pair) -> str:
+    return f"user {external_id} on {pair[0]}/{pair[1]}"
 
 
 def allowed_origins(app: PartnerApp) -> list[str]:
@@ -210,7 +223,10 @@ async def redeem(database: Database, ticket: str, *, now: datetime) -> Redeemed:
         app = await db.get(PartnerApp, row.partner_app_id)
         if app is None or app.disabled:
             raise RevokedError("this partner app is revoked")
-    pair = (row.tenant_id, row.sub_tenant_id)
+        pair = (row.tenant_id, row.sub_tenant_id)
+        user = await db.get(User, row.user_id)
+        external_id = user.external_id if user is not None and user.external_id else "?"
+        await audit.record(db, _actor(app.id), "embed.redeem", _target(external_id, pair))
     return Redeemed(row.partner_app_id, row.user_id, pair, row.origin)
 
 

@@ -20,7 +20,7 @@ from bff.errors import (
 from bff.operations import launches, partner_apps
 from bff.operations.launches import PartnerUser
 from bff.store.database import Database
-from bff.store.models import EmbedTicket, User
+from bff.store.models import AuditEntry, EmbedTicket, User
 from bff.store.users import add_user, find_user
 from tests.operations.helpers import ACTOR, seed
 
@@ -201,3 +201,20 @@ async def test_widening_an_app_keeps_its_launches(database: Database) -> None:
         database, ACTOR, app_id, allowed_origins=[ORIGIN, "https://b.example"]
     )
     assert (await launches.redeem(database, launch.ticket, now=NOW)).pair == ACME
+
+
+async def test_launches_and_redemptions_are_audited_without_the_ticket(
+    database: Database,
+) -> None:
+    app_id = await _app(database)
+    launch = await _launch(database, app_id)
+    await launches.redeem(database, launch.ticket, now=NOW)
+    async with database.session() as db:
+        rows = (await db.execute(select(AuditEntry).order_by(AuditEntry.id))).scalars().all()
+        entries = [(e.actor, e.action, e.target, e.detail) for e in rows]
+    assert entries[-2:] == [
+        (f"partner-app:{app_id}", "embed.launch", "user 42 on acme/north",
+         '{"origin": "https://partner.example"}'),
+        (f"partner-app:{app_id}", "embed.redeem", "user 42 on acme/north", "{}"),
+    ]  # fmt: skip
+    assert launch.ticket not in repr(entries)

@@ -39,7 +39,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
     body = await _read_body(request, MAX_JSON_BYTES)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than the stack
         raise HTTPException(400, "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "The request body must be a JSON object.")

@@ -95,3 +95,11 @@ def test_a_cascading_delete_ends_the_sessions_showing_the_pair(client: TestClien
     assert browser.get("/_probe/whoami").text == f"{MEMBER} acme/north"
     assert client.delete("/api/v1/tenants/acme?cascade=true", headers=headers).status_code == 204
     assert browser.get("/_probe/whoami").status_code == 303
+
+
+def test_bodies_that_are_not_a_json_object_are_400(client: TestClient) -> None:
+    headers = {**admin_headers(client), "Content-Type": "application/json"}
+    for body in (b"{", b"[1]", b"\xff", b"[" * 60_000):
+        response = client.post("/api/v1/tenants", headers=headers, content=body)
+        assert response.status_code == 400, body[:10]
+        assert response.headers["content-type"] == "application/problem+json"
