@@ -2,8 +2,8 @@
 
 - session: ``__Host-bff_session`` (``bff_session`` on local http); Secure,
   HttpOnly, SameSite=Lax, Path=/.
-- embedded session: ``bff_embed_session``; Secure, HttpOnly, SameSite=None,
-  Partitioned, Path=/.
+- embedded session: ``__Host-bff_embed_session`` (``bff_embed_session`` on local
+  http); Secure, HttpOnly, SameSite=None, Partitioned, Path=/.
 - pre-session, binding the sign-in form's CSRF token: ``__Host-bff_presession``
   (``bff_presession``); as the session, until the browser closes.
 - OpenID Connect flow state: ``__Host-bff_oidc`` (``bff_oidc``); as the session,
@@ -49,7 +49,7 @@ class CookieJar:
         self.secure = not settings.is_local_http
         prefix = "__Host-" if self.secure else ""
         self.session_name = f"{prefix}bff_session"
-        self.embed_session_name = "bff_embed_session"
+        self.embed_session_name = f"{prefix}bff_embed_session"
         self.presession_name = f"{prefix}bff_presession"
         self.oidc_name = f"{prefix}bff_oidc"
         # itsdangerous signs with the *last* key in its list; the setting lists newest first.

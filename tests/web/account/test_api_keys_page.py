@@ -141,7 +141,7 @@ def test_signed_out_and_embedded_sessions_are_refused(
     store = services_of(client).sessions
     session = call(client, lambda: store.create(user_id, embedded=True))
     cookie = CookieJar(settings).sign_session(session.id)
-    embedded = client.get(PATH, headers={"Cookie": f"bff_embed_session={cookie}"})
+    embedded = client.get(PATH, headers={"Cookie": f"__Host-bff_embed_session={cookie}"})
     assert embedded.status_code == 403
     assert EMBEDDED in embedded.text
 

@@ -180,5 +180,5 @@ def test_an_embedded_session_is_no_admin_credential(client: TestClient, settings
     store = services_of(client).sessions
     session = call(client, lambda: store.create(user_id, embedded=True))
     cookie = CookieJar(settings).sign_session(session.id)
-    response = client.get("/api/v1/users", headers={"Cookie": f"bff_embed_session={cookie}"})
+    response = client.get("/api/v1/users", headers={"Cookie": f"__Host-bff_embed_session={cookie}"})
     assert response.status_code == 401

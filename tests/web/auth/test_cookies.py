@@ -147,18 +147,19 @@ def test_an_embedded_session_cookie_is_not_a_first_party_one(
     store = services_of(client).sessions
     session = call(client, lambda: store.create(user_id, embedded=True))
     signed = CookieJar(settings).sign_session(session.id)
-    assert whoami(client, signed, "bff_embed_session") == (200, f"{EMAIL} -")
+    assert whoami(client, signed, "__Host-bff_embed_session") == (200, f"{EMAIL} -")
     assert whoami(client, signed, NAME)[0] == 303
 
 
 def test_cookie_attributes(settings: Settings) -> None:
     jar = CookieJar(settings)
     assert jar.session_name == "__Host-bff_session"
-    assert jar.embed_session_name == "bff_embed_session"
+    assert jar.embed_session_name == "__Host-bff_embed_session"
     assert set_cookie_header(
         "n", "v", max_age=60, secure=True, same_site="None", partitioned=True
     ) == ("n=v; Path=/; Max-Age=60; Secure; HttpOnly; SameSite=None; Partitioned")
     local = CookieJar(dataclasses.replace(settings, public_url="http://localhost:8000"))
     assert (local.secure, local.session_name) == (False, "bff_session")
+    assert local.embed_session_name == "bff_embed_session"
     remote_http = CookieJar(dataclasses.replace(settings, public_url="http://bff.example"))
     assert (remote_http.secure, remote_http.session_name) == (True, "__Host-bff_session")

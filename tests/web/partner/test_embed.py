@@ -38,7 +38,7 @@ SECOND_ORIGIN = "https://app.partner.example:8443"
 OTHER_ORIGIN = "https://other-partner.example"
 PAIR = ("acme", "north")
 OTHER_PAIR = ("globex", "emea")
-COOKIE = "bff_embed_session"
+COOKIE = "__Host-bff_embed_session"
 ACTOR = "root@example.com"
 _CONFIG = re.compile(r'<script type="application/json" id="bff-embed-config">(.*?)</script>', re.S)
 _HANDLE = re.compile(r"^/embed/(\d+)/#handle=([^&#]+)$")
