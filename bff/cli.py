@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(command=_serve)
 
     demo = commands.add_parser(
-        "demo", help="run bff with a built-in demo vendor and demo users on 127.0.0.1"
+        "demo",
+        help="run bff with a built-in demo vendor and demo users on 127.0.0.1, and a demo "
+        "partner page on localhost that embeds it",
     )
     demo.add_argument("--port", type=int, default=8000, help="port for bff (default 8000)")
     demo.add_argument(

@@ -1,8 +1,11 @@
-"""``bff demo``: the demo vendor and the BFF as real servers on 127.0.0.1.
+"""``bff demo``: the demo vendor and the BFF as real servers on 127.0.0.1, and the
+demo partner page on ``http://localhost:PORT`` (another site) that embeds bff.
 
 Everything is throwaway: signing and encryption keys, the vendor's API
-credentials and the demo passwords are generated for each run, and the SQLite
-file under ``./var/demo/`` is recreated, so a demo never meets an old one.
+credentials, the demo passwords and the partner app's client secret are generated
+for each run (the secret is held in memory and handed to the partner page's
+server; the database keeps only its hash), and the SQLite file under
+``./var/demo/`` is recreated, so a demo never meets an old one.
 """
 
 from __future__ import annotations
@@ -14,15 +17,26 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from bff.app import create_app
 from bff.clock import SystemClock
-from bff.demo.seed import TENANTS, DemoAccount, demo_accounts, seed
+from bff.demo.partner import DEMO_USER, PartnerConfig, create_partner_app
+from bff.demo.seed import (
+    PARTNER_APP_NAME,
+    PARTNER_PAIRS,
+    TENANTS,
+    DemoAccount,
+    demo_accounts,
+    seed,
+    seed_partner_app,
+)
 from bff.demo.server import serve_in_thread
 from bff.demo.vendor import PAIR_TOKEN_PATH, VendorConfig, create_vendor_app
+from bff.operations.partner_apps import AppView, NewSecret
 from bff.settings import (
     AuthScheme,
     ConnectorKind,
@@ -39,6 +53,8 @@ DEFAULT_PORT = 8000
 DEFAULT_DELIVERY: DeliveryMode = "proxy"
 DEMO_DIRECTORY = Path("var/demo")
 HOST = "127.0.0.1"
+# The partner page's host: another site than HOST, though the same machine.
+PARTNER_HOST = "localhost"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +81,10 @@ class Demo:
     connection: DemoConnection
     settings: Settings = dataclasses.field(repr=False)
     vendor: VendorConfig = dataclasses.field(repr=False)
+    # The demo partner page, when asked for (``partner_page=True``).
+    partner_url: str | None = None
+    partner_app: AppView | None = dataclasses.field(default=None, repr=False)
+    partner: PartnerConfig | None = dataclasses.field(default=None, repr=False)
 
 
 @contextmanager
@@ -74,14 +94,22 @@ def running_demo(
     delivery: DeliveryMode = DEFAULT_DELIVERY,
     directory: Path = DEMO_DIRECTORY,
     connection: DemoConnection | None = None,
+    partner_page: bool = False,
+    partner_port: int = 0,
 ) -> Iterator[Demo]:
     """Start the vendor and the BFF (``port`` 0: any free port); stop both when the block ends.
+
+    With ``partner_page``, also a partner app "Demo partner" and its page on
+    ``http://localhost:<partner_port>`` (0: any free port), which embeds bff.
 
     A ``connection`` the delivery mode does not allow (a connection-wide token outside
     the proxy) raises :class:`~bff.errors.ConfigurationError` before anything starts.
     """
     connection = connection or DemoConnection()
     port = port or _free_port()
+    if partner_page and not partner_port:
+        partner_port = _free_port(avoid=port)
+    partner_origin = f"http://{PARTNER_HOST}:{partner_port}" if partner_page else None
     vendor = VendorConfig(
         api_key=f"demo-key-{secrets.token_urlsafe(12)}",
         api_secret=f"demo-secret-{secrets.token_urlsafe(24)}",
@@ -99,14 +127,37 @@ def running_demo(
         # In a thread of its own: callers may already run an event loop here
         # (Playwright's sync API does).
         with ThreadPoolExecutor(1) as worker:
-            worker.submit(asyncio.run, prepare(settings, accounts)).result()
-        with serve_in_thread(create_app(settings), host=HOST, port=port) as url:
-            yield Demo(url, vendor_url, delivery, accounts, connection, settings, vendor)
+            created = worker.submit(
+                asyncio.run, prepare(settings, accounts, partner_origin=partner_origin)
+            ).result()
+        with ExitStack() as servers:
+            url = servers.enter_context(serve_in_thread(create_app(settings), host=HOST, port=port))
+            demo = Demo(url, vendor_url, delivery, accounts, connection, settings, vendor)
+            if created is not None and partner_origin is not None:
+                partner = PartnerConfig(
+                    bff_url=url,
+                    origin=partner_origin,
+                    client_id=created.app.client_id,
+                    client_secret=created.client_secret,
+                    pairs=PARTNER_PAIRS,
+                )
+                # Bound to 127.0.0.1 but reached by its name: the browser's site is "localhost".
+                servers.enter_context(
+                    serve_in_thread(create_partner_app(partner), host=HOST, port=partner_port)
+                )
+                demo = dataclasses.replace(
+                    demo, partner_url=partner_origin, partner_app=created.app, partner=partner
+                )
+            yield demo
 
 
 def run(port: int, delivery: DeliveryMode, out: TextIO) -> int:
-    """Run the demo until Ctrl-C."""
-    with running_demo(port=port, delivery=delivery) as demo:
+    """Run the demo, with its partner page next to bff's port when that one is free,
+    until Ctrl-C."""
+    partner_port = port + 1 if port and _is_free(port + 1) else 0
+    with running_demo(
+        port=port, delivery=delivery, partner_page=True, partner_port=partner_port
+    ) as demo:
         out.write(banner(demo))
         out.flush()
         try:
@@ -138,6 +189,16 @@ def banner(demo: Demo) -> str:
         f"  Token delivery: {demo.delivery}  (--delivery proxy|post|fragment|query)",
         f"  Connection:     {demo.connection.describe()}",
         f"  Demo vendor:    {demo.vendor_url}  (tenants {tenants})",
+    ]
+    if demo.partner_url:
+        pairs = ", ".join(f"{tenant}/{sub_tenant}" for tenant, sub_tenant in PARTNER_PAIRS)
+        lines += [
+            "",
+            f"  Partner page:   {demo.partner_url}/",
+            f"    another site, embedding bff with embed.js for partner user {DEMO_USER['id']}",
+            f'    (partner app "{PARTNER_APP_NAME}", pairs {pairs})',
+        ]
+    lines += [
         "",
         "  Press Ctrl-C to stop.",
         "",
@@ -145,12 +206,18 @@ def banner(demo: Demo) -> str:
     return "\n".join(lines)
 
 
-async def prepare(settings: Settings, accounts: tuple[DemoAccount, ...]) -> None:
-    """Migrate the (empty) database and seed ``accounts`` and the demo tenants."""
+async def prepare(
+    settings: Settings, accounts: tuple[DemoAccount, ...], *, partner_origin: str | None = None
+) -> NewSecret | None:
+    """Migrate the (empty) database and seed ``accounts`` and the demo tenants; with
+    ``partner_origin``, also the demo partner app (its new secret is the answer)."""
     database = Database(settings.database_url)
     try:
         await prepare_schema(database)
         await seed(database, accounts)
+        if partner_origin is None:
+            return None
+        return await seed_partner_app(database, partner_origin, now=datetime.now(UTC))
     finally:
         await database.dispose()
 
@@ -163,11 +230,22 @@ def _fresh_database(directory: Path) -> Path:
     return path.resolve()
 
 
-def _free_port() -> int:
+def _free_port(avoid: int = 0) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((HOST, 0))
+            port: int = probe.getsockname()[1]
+        if port != avoid:
+            return port
+
+
+def _is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def settings_for(
