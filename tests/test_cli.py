@@ -64,7 +64,7 @@ def test_migrate_creates_the_default_sqlite_file(
 ) -> None:
     code, out, _ = run(monkeypatch, capsys, "migrate")
     assert code == 0
-    assert "revision 0002" in out
+    assert "revision 0003" in out
     assert query(bff_env / "var" / "bff.db", "SELECT version_num FROM alembic_version") == [
         ("0002",)
     ]
