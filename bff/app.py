@@ -7,6 +7,7 @@ traffic (however slow its browsers) never makes a token call wait for a connecti
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -109,6 +110,9 @@ def create_app(
                     stored = await load_connections(database, secret_box, settings, clock)
                     for connection_id, connector in stored.items():
                         await broker.replace_connection(connection_id, connector)
+                    # Full GCs skip start-up's objects; once, since frozen objects are never freed.
+                    if not gc.get_freeze_count():
+                        gc.freeze()
                     yield {
                         "services": Services(
                             settings=settings,

@@ -66,9 +66,7 @@ def test_migrate_creates_the_default_sqlite_file(
     assert code == 0
     head = head_revision()
     assert f"revision {head}" in out
-    assert query(bff_env / "var" / "bff.db", "SELECT version_num FROM alembic_version") == [
-        (head,)
-    ]
+    assert query(bff_env / "var" / "bff.db", "SELECT version_num FROM alembic_version") == [(head,)]
 
 
 def test_missing_secret_exits_2_with_one_line(

@@ -2,9 +2,14 @@
 
 An import is checked completely before anything is written: every problem is
 reported with its line number (the header is line 1) and then nothing is applied.
-Parsing and planning run in a worker thread and the writes go in chunks, so a
-100,000-row file does not hold up other requests; the whole apply is one
-transaction, all or nothing.
+A large file is parsed and planned in a worker process (see
+:mod:`bff.operations.mapping_plan`), so its row objects neither hold the GIL nor
+wake the garbage collector in the server: the database's state goes there as three
+JSON texts and the plan comes back as a few more. The apply is one transaction, all
+or nothing, of a few statements that read those texts as they are, so SQLite's
+write lock is held for well under a second. A change that lands between the plan
+and the apply breaks a constraint (the same mapping added, its user or pair
+deleted), and the import is refused whole.
 
 An export is meant to be opened in a spreadsheet, which would run a cell starting
 with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula. Ids cannot
@@ -18,46 +23,98 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from collections.abc import Sequence
-from typing import Literal
+import json
+import logging
 
+import anyio.to_process
 import anyio.to_thread
-from sqlalchemy import delete, insert, select, tuple_
+from anyio import BrokenWorkerProcess
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Integer,
+    String,
+    Subquery,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bff import identifiers
-from bff.errors import InvalidIdentifierError
-from bff.operations import audit
+from bff.operations import audit, mapping_plan
 from bff.operations.live import Live, mappings_removed
+from bff.operations.mapping_plan import HEADER, LineError, Mode, Plan, Removal, Snapshot
 from bff.store.database import Database, conflict_means_exists
-from bff.store.models import SubTenant, User, UserScope
+from bff.store.models import User, UserScope, UTCDateTime, utcnow
 
-HEADER = ("email", "tenant_id", "sub_tenant_id")
-MAX_ERRORS = 1000
-CHUNK = 500
+__all__ = ["HEADER", "ImportReport", "LineError", "Mode", "Removal", "export_csv", "import_csv"]
+
+logger = logging.getLogger(__name__)
+
+# Rows per insert or delete statement.
+CHUNK = 10_000
+# Below this many bytes of file and state, a thread costs less than a worker process.
+IN_THREAD_BELOW = 64 * 1024
+CHANGED = "the mappings changed while the import ran; nothing was applied, try again"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-Mode = Literal["merge", "replace"]
+
+# Users, pairs and mappings as the plan's JSON texts, read by one statement (one
+# snapshot), per dialect.
+_SNAPSHOT = {
+    "sqlite": text(
+        "SELECT"
+        " (SELECT json_group_array(json_array(id, email)) FROM users),"
+        " (SELECT json_group_array(json_array(tenant_id, id)) FROM sub_tenants),"
+        " (SELECT json_group_array(json_array(user_id, tenant_id, sub_tenant_id))"
+        " FROM user_scopes)"
+    ),
+    "postgresql": text(
+        "SELECT"
+        " (SELECT CAST(coalesce(json_agg(json_build_array(id, email)), '[]') AS text)"
+        " FROM users),"
+        " (SELECT CAST(coalesce(json_agg(json_build_array(tenant_id, id)), '[]') AS text)"
+        " FROM sub_tenants),"
+        " (SELECT CAST(coalesce(json_agg(json_build_array(user_id, tenant_id, sub_tenant_id)),"
+        " '[]') AS text) FROM user_scopes)"
+    ),
+}
+# One of the plan's JSON texts as rows (user_id, tenant_id, sub_tenant_id), per dialect.
+_CHUNK_ROWS = {
+    "sqlite": "SELECT json_extract(value, '$[0]') AS user_id,"
+    " json_extract(value, '$[1]') AS tenant_id, json_extract(value, '$[2]') AS sub_tenant_id"
+    " FROM json_each(:rows)",
+    "postgresql": "SELECT CAST(value ->> 0 AS integer) AS user_id,"
+    " value ->> 1 AS tenant_id, value ->> 2 AS sub_tenant_id"
+    " FROM jsonb_array_elements(CAST(:rows AS jsonb))",
+}
+_KEY = ("user_id", "tenant_id", "sub_tenant_id")
+_TABLE = UserScope.metadata.tables[UserScope.__tablename__]
 
 
-@dataclasses.dataclass(frozen=True)
-class LineError:
-    line: int
-    message: str
+def _chunk(dialect: str) -> Subquery:
+    return (
+        text(_CHUNK_ROWS[dialect])
+        .columns(user_id=Integer, tenant_id=String, sub_tenant_id=String)
+        .subquery("chunk")
+    )
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-    line: int
-    email: str
-    tenant_id: str
-    sub_tenant_id: str
+def _insert(dialect: str) -> Insert:
+    chunk = _chunk(dialect)
+    created_at = bindparam("created_at", type_=UTCDateTime())
+    return insert(_TABLE).from_select([*_KEY, "created_at"], select(*chunk.c, created_at))
 
 
-@dataclasses.dataclass(frozen=True)
-class Removal:
-    email: str
-    tenant_id: str
-    sub_tenant_id: str
+def _delete(dialect: str) -> Delete:
+    key = tuple_(*(_TABLE.c[name] for name in _KEY))
+    return delete(_TABLE).where(key.in_(select(*_chunk(dialect).c)))
+
+
+_INSERT = {dialect: _insert(dialect) for dialect in _CHUNK_ROWS}
+_DELETE = {dialect: _delete(dialect) for dialect in _CHUNK_ROWS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,90 +122,12 @@ class ImportReport:
     added: int
     removed: int
     unchanged: int
+    # Sorted by line, at most mapping_plan.MAX_ERRORS.
     errors: list[LineError]
-    # What ``replace`` takes away, for the preview.
+    # What ``replace`` takes away, for the preview: at most mapping_plan.MAX_REMOVALS
+    # (``removed`` counts them all).
     removals: list[Removal]
     applied: bool
-
-
-def parse(data: bytes) -> tuple[list[Row], list[LineError]]:
-    """The file's rows and its problems (duplicates included); pure, for a thread."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return [], [LineError(line, "the file is not UTF-8 text")]
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    errors: list[LineError] = []
-    rows: list[Row] = []
-    seen: dict[tuple[str, str, str], int] = {}
-    try:
-        header = next(reader, None)
-        if header is None or tuple(cell.strip().lower() for cell in header) != HEADER:
-            errors.append(
-                LineError(1, "the first line must be the header email,tenant_id,sub_tenant_id")
-            )
-            return [], errors
-        for cells in reader:
-            line = reader.line_num
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue
-            if len(cells) != len(HEADER):
-                errors.append(
-                    LineError(
-                        line,
-                        f"expected 3 columns (email,tenant_id,sub_tenant_id), found {len(cells)}",
-                    )
-                )
-                continue
-            try:
-                email = identifiers.email(cells[0])
-                tenant_id = identifiers.tenant_id(cells[1])
-                sub_tenant_id = identifiers.sub_tenant_id(cells[2])
-            except InvalidIdentifierError as exc:
-                errors.append(LineError(line, str(exc)))
-                continue
-            key = (email, tenant_id, sub_tenant_id)
-            if key in seen:
-                errors.append(LineError(line, f"duplicate of line {seen[key]}"))
-                continue
-            seen[key] = line
-            rows.append(Row(line, *key))
-    except csv.Error as exc:
-        errors.append(LineError(reader.line_num, f"not valid CSV: {exc}"))
-    return rows, errors
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    adds: list[tuple[int, str, str]]
-    removes: list[tuple[int, str, str]]
-    unchanged: int
-    errors: list[LineError]
-
-
-def _plan(
-    rows: Sequence[Row],
-    users: dict[str, int],
-    pairs: set[tuple[str, str]],
-    existing: set[tuple[int, str, str]],
-    mode: Mode,
-) -> _Plan:
-    errors: list[LineError] = []
-    wanted: list[tuple[int, str, str]] = []
-    for row in rows:
-        user_id = users.get(row.email)
-        if user_id is None:
-            errors.append(LineError(row.line, f"no user {row.email}"))
-            continue
-        if (row.tenant_id, row.sub_tenant_id) not in pairs:
-            errors.append(LineError(row.line, f"no pair ({row.tenant_id}, {row.sub_tenant_id})"))
-            continue
-        wanted.append((user_id, row.tenant_id, row.sub_tenant_id))
-    adds = [key for key in wanted if key not in existing]
-    unchanged = len(wanted) - len(adds)
-    removes = sorted(existing - set(wanted)) if mode == "replace" else []
-    return _Plan(adds, removes, unchanged, errors)
 
 
 async def import_csv(
@@ -162,83 +141,61 @@ async def import_csv(
 ) -> ImportReport:
     """Check the file; unless it has errors or this is a dry run, apply it in one
     transaction. ``replace`` makes the file the complete mapping table."""
-    rows, errors = await anyio.to_thread.run_sync(parse, data)
-    changed = "the mappings changed while the import ran; nothing was applied, try again"
-    with conflict_means_exists(changed):
-        report, removed = await _check_and_apply(database, actor, rows, errors, mode, dry_run)
-    await mappings_removed(live, removed)
-    return report
-
-
-async def _check_and_apply(
-    database: Database,
-    actor: str,
-    rows: list[Row],
-    errors: list[LineError],
-    mode: Mode,
-    dry_run: bool,
-) -> tuple[ImportReport, list[tuple[int, str, str]]]:
-    removed: list[tuple[int, str, str]] = []
-    async with database.session() as db:
-        users = {
-            email: user_id
-            for user_id, email in (await db.execute(select(User.id, User.email))).all()
-        }
-        pairs = {
-            (t, s) for t, s in (await db.execute(select(SubTenant.tenant_id, SubTenant.id))).all()
-        }
-        existing = {
-            (u, t, s)
-            for u, t, s in (
-                await db.execute(
-                    select(UserScope.user_id, UserScope.tenant_id, UserScope.sub_tenant_id)
+    snapshot = await _read_snapshot(database)
+    plan = await _make_plan(data, snapshot, mode)
+    apply = not plan.errors and not dry_run
+    if apply:
+        with conflict_means_exists(CHANGED):
+            async with database.session() as db:
+                await _apply(db, plan)
+                await audit.record(
+                    db,
+                    actor,
+                    "mapping.import",
+                    mode,
+                    {"added": plan.added, "removed": plan.removed, "unchanged": plan.unchanged},
                 )
-            ).all()
-        }
-        plan = await anyio.to_thread.run_sync(_plan, rows, users, pairs, existing, mode)
-        errors = sorted(errors + plan.errors, key=lambda error: error.line)
-        emails = {user_id: email for email, user_id in users.items()}
-        removals = [Removal(emails[u], t, s) for u, t, s in plan.removes]
-        apply = not errors and not dry_run
-        if apply:
-            await _apply(db, plan)
-            await audit.record(
-                db,
-                actor,
-                "mapping.import",
-                mode,
-                {
-                    "added": len(plan.adds),
-                    "removed": len(plan.removes),
-                    "unchanged": plan.unchanged,
-                },
-            )
-            removed = plan.removes
-    report = ImportReport(
-        added=len(plan.adds),
-        removed=len(plan.removes),
+        if live is not None and plan.removes:
+            await mappings_removed(live, _mappings(plan.removes))
+    return ImportReport(
+        added=plan.added,
+        removed=plan.removed,
         unchanged=plan.unchanged,
-        errors=errors[:MAX_ERRORS],
-        removals=removals,
+        errors=plan.errors,
+        removals=plan.removals,
         applied=apply,
     )
-    return report, removed
 
 
-async def _apply(db: AsyncSession, plan: _Plan) -> None:
-    for start in range(0, len(plan.removes), CHUNK):
-        chunk = plan.removes[start : start + CHUNK]
-        await db.execute(
-            delete(UserScope).where(
-                tuple_(UserScope.user_id, UserScope.tenant_id, UserScope.sub_tenant_id).in_(chunk)
+async def _read_snapshot(database: Database) -> Snapshot:
+    async with database.session() as db:
+        statement = _SNAPSHOT[db.get_bind().dialect.name]
+        users, pairs, mappings = (await db.execute(statement)).one()
+    return Snapshot(users, pairs, mappings)
+
+
+async def _make_plan(data: bytes, snapshot: Snapshot, mode: Mode) -> Plan:
+    if len(data) + snapshot.size >= IN_THREAD_BELOW:
+        try:
+            return await anyio.to_process.run_sync(
+                mapping_plan.plan_in_worker, data, snapshot, mode, CHUNK
             )
-        )
-    for start in range(0, len(plan.adds), CHUNK):
-        chunk = plan.adds[start : start + CHUNK]
-        await db.execute(
-            insert(UserScope),
-            [{"user_id": u, "tenant_id": t, "sub_tenant_id": s} for u, t, s in chunk],
-        )
+        except BrokenWorkerProcess:
+            logger.warning("no worker process for the import; planning in a thread", exc_info=True)
+    return await anyio.to_thread.run_sync(mapping_plan.plan, data, snapshot, mode, CHUNK)
+
+
+async def _apply(db: AsyncSession, plan: Plan) -> None:
+    dialect = db.get_bind().dialect.name
+    for rows in plan.removes:
+        await db.execute(_DELETE[dialect], {"rows": rows})
+    created_at = utcnow()
+    for rows in plan.adds:
+        await db.execute(_INSERT[dialect], {"rows": rows, "created_at": created_at})
+
+
+def _mappings(chunks: list[str]) -> list[tuple[int, str, str]]:
+    return [(u, t, s) for rows in chunks for u, t, s in json.loads(rows)]
 
 
 async def export_csv(database: Database) -> str:

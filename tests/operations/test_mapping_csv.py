@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio.to_process
 import pytest
+from anyio import BrokenWorkerProcess
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bff.errors import AlreadyExistsError
-from bff.operations import audit, mapping_csv, mappings
+from bff.operations import audit, mapping_csv, mapping_plan, mappings, users
 from bff.operations.live import Live
-from bff.operations.mapping_csv import LineError, import_csv, parse
+from bff.operations.mapping_csv import LineError, Removal, import_csv
+from bff.operations.mapping_plan import parse
 from bff.store.database import Database
 from tests.operations.helpers import ACTOR, FakeLive, all_mappings, audit_actions, seed
 
@@ -176,6 +181,85 @@ async def test_an_import_racing_a_concurrent_map_is_already_exists_and_applies_n
         await import_csv(database, ACTOR, text)
     assert await all_mappings(database) == [(BOB, "acme", "north")]
     assert await audit_actions(database) == ["mapping.add"]
+
+
+async def test_an_import_racing_a_user_delete_is_refused_whole(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(database, [ANN, BOB], [("acme", "north"), ("acme", "south")],
+               [(ANN, "acme", "north")])  # fmt: skip
+    real_apply = mapping_csv._apply
+
+    async def racing_apply(db: AsyncSession, plan: object) -> None:
+        # Another request deletes Bob after the import planned to map him.
+        await users.delete_user(database, "other", BOB)
+        await real_apply(db, plan)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mapping_csv, "_apply", racing_apply)
+    text = f"{HEADER}{ANN},acme,south\n{BOB},acme,north\n".encode()
+    with pytest.raises(AlreadyExistsError, match="nothing was applied"):
+        await import_csv(database, ACTOR, text, mode="replace")
+    assert await all_mappings(database) == [(ANN, "acme", "north")]
+
+
+async def test_a_large_import_is_planned_in_a_worker_process_and_applied_in_chunks(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails = [f"u{n:02}@example.com" for n in range(20)]
+    ids = await seed(database, emails, [("acme", "north"), ("acme", "south")],
+                     [(e, "acme", "north") for e in emails])  # fmt: skip
+    monkeypatch.setattr(mapping_csv, "IN_THREAD_BELOW", 0)
+    monkeypatch.setattr(mapping_csv, "CHUNK", 3)
+    sent: list[object] = []
+    real_run_sync = anyio.to_process.run_sync
+
+    async def run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(function)
+        return await real_run_sync(function, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_process, "run_sync", run_sync)
+    # The first ten keep north and gain south; the other ten lose north.
+    text = HEADER + "".join(f"{e},acme,{sub}\n" for e in emails[:10] for sub in ("north", "south"))
+    live = FakeLive()
+    report = await import_csv(
+        database, ACTOR, text.encode(), mode="replace", live=Live(sessions=live, mappings=live)
+    )
+    assert sent == [mapping_plan.plan_in_worker]
+    assert (report.added, report.removed, report.unchanged, report.errors) == (10, 10, 10, [])
+    assert [r.email for r in report.removals] == emails[10:]
+    assert report.applied
+    assert await all_mappings(database) == [
+        (e, "acme", sub) for e in emails[:10] for sub in ("north", "south")
+    ]
+    assert live.revoked_scopes == [(ids[e], "acme", "north") for e in emails[10:]]
+    assert await audit_actions(database) == ["mapping.import"]
+
+
+async def test_without_a_worker_process_the_plan_is_made_in_a_thread(
+    database: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As under ``python -m bff``: its ``__main__`` exits when the worker imports it."""
+    await seed(database, [ANN], [("acme", "north")])
+    monkeypatch.setattr(mapping_csv, "IN_THREAD_BELOW", 0)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise BrokenWorkerProcess("Error during worker process initialization")
+
+    monkeypatch.setattr(anyio.to_process, "run_sync", broken)
+    report = await import_csv(database, ACTOR, f"{HEADER}{ANN},acme,north\n".encode())
+    assert (report.added, report.applied) == (1, True)
+    assert "planning in a thread" in caplog.text
+
+
+async def test_the_preview_lists_the_first_removals_and_counts_them_all(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(database, [ANN, BOB], [("acme", "north")],
+               [(ANN, "acme", "north"), (BOB, "acme", "north")])  # fmt: skip
+    monkeypatch.setattr(mapping_plan, "MAX_REMOVALS", 1)
+    report = await import_csv(database, ACTOR, HEADER.encode(), mode="replace", dry_run=True)
+    assert report.removed == 2
+    assert report.removals == [Removal(ANN, "acme", "north")]
 
 
 async def test_export_defuses_cells_a_spreadsheet_would_run(database: Database) -> None:

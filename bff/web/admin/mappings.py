@@ -216,7 +216,7 @@ def _preview(
         "report": report,
         "mode": mode,
         "removals": report.removals[:MAX_LISTED_REMOVALS],
-        "more_removals": max(0, len(report.removals) - MAX_LISTED_REMOVALS),
+        "more_removals": max(0, report.removed - MAX_LISTED_REMOVALS),
         "changes": report.added + report.removed,
         # Only a file without errors is carried on to the apply step; it decoded then.
         "csv": "" if report.errors else data.decode("utf-8-sig"),

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from typing import Any
 
+import anyio.to_process
 import pytest
 from starlette.testclient import TestClient
 
-from bff.operations import mapping_csv
+from bff.operations import mapping_csv, mapping_plan
 from bff.settings import Settings
-from tests.web.admin.helpers import MEMBER, admin_headers
+from tests.web.admin.helpers import ADMIN, MEMBER, admin_headers
 from tests.web.conftest import PUBLIC_URL
 from tests.web.helpers import make_user
 
@@ -108,21 +110,21 @@ def test_a_file_larger_than_the_json_limit_is_accepted(client: TestClient) -> No
     assert response.json()["errors"][0] == {"line": 2, "message": "no user u0@example.com"}
 
 
-def test_parsing_runs_off_the_event_loop(
+def test_planning_runs_off_the_event_loop(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While an import is being parsed, other requests are answered."""
+    """While an import is being parsed and planned, other requests are answered."""
     headers = admin_headers(client)
-    parsing = threading.Event()
+    planning = threading.Event()
     release = threading.Event()
-    real_parse = mapping_csv.parse
+    real_plan = mapping_plan.plan
 
-    def slow_parse(data: bytes) -> tuple[list[mapping_csv.Row], list[mapping_csv.LineError]]:
-        parsing.set()
+    def slow_plan(*args: Any) -> mapping_plan.Plan:
+        planning.set()
         assert release.wait(10), "the other request was never answered"
-        return real_parse(data)
+        return real_plan(*args)
 
-    monkeypatch.setattr(mapping_csv, "parse", slow_parse)
+    monkeypatch.setattr(mapping_plan, "plan", slow_plan)
     results: list[int] = []
     importer = threading.Thread(
         target=lambda: results.append(
@@ -131,9 +133,43 @@ def test_parsing_runs_off_the_event_loop(
     )
     importer.start()
     try:
-        assert parsing.wait(10)
+        assert planning.wait(10)
         assert client.get("/healthz").status_code == 200
     finally:
         release.set()
         importer.join(10)
     assert results == [200]
+
+
+def test_a_large_file_is_planned_in_a_worker_process(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = admin_headers(client)
+    make_user(client, MEMBER, scopes=[("acme", "north"), ("acme", "south")])
+    # Every import counts as large, and each statement takes one row.
+    monkeypatch.setattr(mapping_csv, "IN_THREAD_BELOW", 0)
+    monkeypatch.setattr(mapping_csv, "CHUNK", 1)
+    sent: list[object] = []
+    real_run_sync = anyio.to_process.run_sync
+
+    async def run_sync(function: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(function)
+        return await real_run_sync(function, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_process, "run_sync", run_sync)
+    body = f"{HEADER}{MEMBER},acme,south\n{ADMIN},acme,north\n{ADMIN},acme,south\n".encode()
+    response = client.post(URL + "?mode=replace", headers={**headers, **CSV}, content=body)
+    assert response.status_code == 200
+    assert response.json() == {
+        "added": 2,
+        "removed": 1,
+        "unchanged": 1,
+        "errors": [],
+        "removals": [{"email": MEMBER, "tenant_id": "acme", "sub_tenant_id": "north"}],
+        "dry_run": False,
+        "applied": True,
+    }
+    assert sent == [mapping_plan.plan_in_worker]
+    assert _mappings(client, headers) == (
+        f"{HEADER}{MEMBER},acme,south\n{ADMIN},acme,north\n{ADMIN},acme,south\n"
+    )
