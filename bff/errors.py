@@ -15,6 +15,7 @@ boundary catches these classes only.
      ├── InUseError                  deleting something others still use (without cascade)
      ├── RevokedError                acting on something revoked (a partner app's new secret)
      ├── ForbiddenError              a caller asks for what it may not have (a partner app, a pair)
+     ├── DatabaseBusyError           SQLite's write lock stayed taken past the busy timeout
      └── UpstreamError               anything that went wrong while talking to the vendor
           ├── UpstreamRejected       400/401/403: the vendor says our configuration is wrong;
           │                          never retried in a loop, negatively cached
@@ -81,6 +82,11 @@ class RevokedError(BffError):
 
 class ForbiddenError(BffError):
     """The caller may not do this, whatever it sends (answered 403)."""
+
+
+class DatabaseBusyError(BffError):
+    """The database could not take a write in time (SQLite: "database is locked"); the
+    request may be retried in a moment (answered 503 with ``Retry-After``)."""
 
 
 class UpstreamError(BffError):

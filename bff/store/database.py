@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from bff.errors import AlreadyExistsError, ConfigurationError
+from bff.errors import AlreadyExistsError, ConfigurationError, DatabaseBusyError
 
 
 def async_url(url: str) -> str:
@@ -54,8 +54,16 @@ def create_engine(url: str) -> AsyncEngine:
             async_url(url), connect_args={"timeout": 15}, hide_parameters=True
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "handle_error", _busy_means_retry)
         return engine
     return create_async_engine(async_url(url), pool_pre_ping=True, hide_parameters=True)
+
+
+def _busy_means_retry(context: ExceptionContext) -> BaseException | None:
+    """SQLite's lock outlived the busy timeout: a condition to retry, not a server fault."""
+    if "database is locked" in str(context.original_exception):
+        return DatabaseBusyError("the database is busy")
+    return None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

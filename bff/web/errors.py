@@ -23,6 +23,7 @@ from starlette.types import ExceptionHandler
 
 from bff.errors import (
     AlreadyExistsError,
+    DatabaseBusyError,
     ForbiddenError,
     InUseError,
     InvalidInputError,
@@ -156,7 +157,21 @@ async def operation_refused(request: Request, exc: Exception) -> Response:
     return error_page(request, status, phrase, str(exc))
 
 
+async def database_busy(request: Request, exc: Exception) -> Response:
+    logger.warning("database busy: %s", exc)
+    return error_page(
+        request,
+        503,
+        "Busy",
+        "The service is busy for a moment. Please retry.",
+        headers={"Retry-After": "2", "Cache-Control": "no-store"},
+    )
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
+    # Starlette sends errors raised outside its exception layer (in a middleware) here.
+    if isinstance(exc, DatabaseBusyError):
+        return await database_busy(request, exc)
     logger.error("unhandled error", exc_info=exc)
     return error_page(
         request, 500, "Something went wrong", "Something went wrong on our side. Please retry."
@@ -172,6 +187,7 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     HTTPException: http_exception,
     UpstreamUnavailable: upstream_unavailable,
     UpstreamRejected: upstream_rejected,
+    DatabaseBusyError: database_busy,
     **dict.fromkeys(REFUSALS, operation_refused),
     Exception: server_error,
 }

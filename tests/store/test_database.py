@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 import traceback
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from bff.errors import DatabaseBusyError
 from bff.logs import JsonFormatter
 from bff.store.database import Database
 from bff.store.migrate import upgrade
@@ -79,3 +81,20 @@ async def test_a_failing_statement_on_postgresql_never_shows_its_bound_secret(
     finally:
         await database.dispose()
     assert_bound_value_hidden(error, csrf_secret)
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_a_busy_error(tmp_path: Path) -> None:
+    path = tmp_path / "bff.db"
+    database = Database(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+        async with database.engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA busy_timeout=0")  # no 15 s wait here
+            with pytest.raises(DatabaseBusyError):
+                await connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+    finally:
+        holder.close()
+        await database.dispose()

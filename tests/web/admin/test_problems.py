@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from bff.errors import (
     AlreadyExistsError,
+    DatabaseBusyError,
     InUseError,
     InvalidInputError,
     NotFoundError,
@@ -33,10 +34,27 @@ def app(app: Starlette) -> Starlette:
     async def refuse(request: Request) -> Response:
         raise REFUSALS[request.path_params["kind"]][0]
 
+    async def busy(request: Request) -> Response:
+        raise DatabaseBusyError("the database is busy")
+
     app.router.routes.extend(
-        [Route("/api/_refuse/{kind}", refuse), Route("/_refuse/{kind}", refuse)]
+        [
+            Route("/api/_refuse/{kind}", refuse),
+            Route("/_refuse/{kind}", refuse),
+            Route("/api/_busy", busy),
+            Route("/_busy", busy),
+        ]
     )
     return app
+
+
+def test_a_busy_database_is_503_with_retry_after(client: TestClient) -> None:
+    for path, media_type in (("/api/_busy", "application/problem+json"), ("/_busy", "text/html")):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "2"
+        assert response.headers["content-type"].startswith(media_type)
+        assert "Traceback" not in response.text
 
 
 @pytest.mark.parametrize("kind", sorted(REFUSALS))
