@@ -43,14 +43,6 @@ def app(settings_with_vendor: Settings, clock: ManualClock, vendor: RecordingVen
     return create_app(settings_with_vendor, clock=clock, vendor_transport=vendor)
 
 
-@pytest.fixture
-def admin(client: TestClient) -> TestClient:
-    make_user(client, ADMIN, is_admin=True)
-    browser = other_browser(client)
-    assert sign_in(browser, ADMIN).status_code == 303
-    return browser
-
-
 def _form(**values: str) -> dict[str, str]:
     return {"kind": "header-exchange", "base_url": VENDOR_URL, **values}
 

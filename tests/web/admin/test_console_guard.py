@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from bff.web.admin.console import FORBIDDEN
 from bff.web.auth.csrf import FORBIDDEN_MESSAGE
 from bff.web.auth.guard import login_url
-from tests.web.admin.helpers import ADMIN, MEMBER
+from tests.web.admin.helpers import MEMBER
 from tests.web.helpers import make_user, other_browser, sign_in
 
 # Pages for people who are not signed in yet (they carry their own one-time secret).
@@ -52,14 +52,6 @@ def member(client: TestClient) -> TestClient:
     make_user(client, MEMBER)
     browser = other_browser(client)
     assert sign_in(browser, MEMBER).status_code == 303
-    return browser
-
-
-@pytest.fixture
-def admin(client: TestClient) -> TestClient:
-    make_user(client, ADMIN, is_admin=True)
-    browser = other_browser(client)
-    assert sign_in(browser, ADMIN).status_code == 303
     return browser
 
 

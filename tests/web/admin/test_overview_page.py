@@ -36,14 +36,6 @@ def app(settings: Settings, clock: ManualClock, vendor: RecordingVendor) -> Star
     )
 
 
-@pytest.fixture
-def admin(client: TestClient) -> TestClient:
-    make_user(client, ADMIN, is_admin=True)
-    browser = other_browser(client)
-    assert sign_in(browser, ADMIN).status_code == 303
-    return browser
-
-
 def obtain(client: TestClient, tenant: str, sub: str) -> None:
     broker = services_of(client).broker
     with contextlib.suppress(UpstreamError):

@@ -15,9 +15,8 @@ from bff.demo.faults import Fault
 from bff.demo.vendor import VendorConfig
 from bff.settings import Settings
 from bff.store.models import AuditEntry
-from tests.web.admin.helpers import ADMIN
 from tests.web.dashboard.fixtures import RecordingVendor, vendor_settings
-from tests.web.helpers import call, form_token, make_user, other_browser, services_of, sign_in
+from tests.web.helpers import call, form_token, services_of
 
 PAIR = TokenScope("default", "acme", "north")
 
@@ -32,14 +31,6 @@ def app(settings: Settings, clock: ManualClock, vendor: RecordingVendor) -> Star
     return create_app(
         vendor_settings(settings, vendor.config, "post"), clock=clock, vendor_transport=vendor
     )
-
-
-@pytest.fixture
-def admin(client: TestClient) -> TestClient:
-    make_user(client, ADMIN, is_admin=True)
-    browser = other_browser(client)
-    assert sign_in(browser, ADMIN).status_code == 303
-    return browser
 
 
 def obtain(client: TestClient, scope: TokenScope = PAIR) -> None:
