@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from bff.errors import ConfigurationError
+from bff.errors import ConfigurationError, InvalidInputError
+from bff.origins import clean_origin
 
 ConnectorKind = Literal[
     "header-exchange", "apikey-jwt", "oauth2-client-credentials", "static-bearer"
@@ -43,6 +44,8 @@ TIMEOUT_RANGE = (0.5, 300.0)
 MAX_CONCURRENCY_RANGE = (1, 1000)
 SESSION_IDLE_RANGE = (60, 7 * 24 * 60 * 60)
 SESSION_MAX_RANGE = (300, 90 * 24 * 60 * 60)
+DATABASE_POOL_RANGE = (1, 500)
+DATABASE_OVERFLOW_RANGE = (0, 500)
 
 MIN_KEY_LENGTH = 32
 # Values that appear in tutorials and sample configs; a key like this is public.
@@ -125,6 +128,11 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     database_url: str = "sqlite:///./var/bff.db"
     redis_url: str | None = None
+    # PostgreSQL connections each process keeps open, and may open beyond that at peaks.
+    database_pool_size: int = 5
+    database_max_overflow: int = 10
+    # The separate origin (scheme://host[:port]) that alone serves the vendor proxy.
+    proxy_origin: str | None = None
     upstream: UpstreamSettings = dataclasses.field(default_factory=UpstreamSettings)
     dashboard_url: str | None = None
     dashboard_delivery: DeliveryMode = "post"
@@ -201,6 +209,11 @@ def _parse(env: Mapping[str, str]) -> Settings:
         public_url=reader.url("BFF_PUBLIC_URL") or "http://127.0.0.1:8000",
         database_url=reader.database_url("BFF_DATABASE_URL"),
         redis_url=reader.url("BFF_REDIS_URL", schemes=("redis", "rediss")),
+        database_pool_size=reader.integer("BFF_DATABASE_POOL_SIZE", 5, DATABASE_POOL_RANGE),
+        database_max_overflow=reader.integer(
+            "BFF_DATABASE_MAX_OVERFLOW", 10, DATABASE_OVERFLOW_RANGE
+        ),
+        proxy_origin=reader.origin("BFF_PROXY_ORIGIN"),
         upstream=upstream,
         # Kept exactly as given: its trailing slash decides the directory the proxy serves.
         dashboard_url=reader.url("BFF_DASHBOARD_URL", keep_trailing_slash=True),
@@ -217,7 +230,20 @@ def _parse(env: Mapping[str, str]) -> Settings:
         ),
     )
     check_connection_wide_delivery(settings.upstream, settings.dashboard_delivery)
+    if settings.proxy_origin is not None and settings.proxy_origin == _origin_of(
+        settings.public_url
+    ):
+        raise ConfigurationError(
+            "BFF_PROXY_ORIGIN", "must be another origin than BFF_PUBLIC_URL's (a second host name)"
+        )
     return settings
+
+
+def _origin_of(url: str) -> str | None:
+    try:
+        return clean_origin(urlsplit(url)._replace(path="", query="", fragment="").geturl())
+    except InvalidInputError:
+        return None
 
 
 def check_connection_wide_delivery(upstream: UpstreamSettings, delivery: DeliveryMode) -> None:
@@ -313,6 +339,16 @@ class EnvReader:
         except ValueError:
             raise ConfigurationError(name, f"has a malformed port: {value[:80]!r}") from None
         return value if keep_trailing_slash else value.rstrip("/")
+
+    def origin(self, name: str) -> str | None:
+        """An exact origin (``scheme://host[:port]``, no path), as browsers compare them."""
+        value = self.url(name)
+        if value is None:
+            return None
+        try:
+            return clean_origin(value, name)
+        except InvalidInputError as error:
+            raise ConfigurationError(name, str(error).removeprefix(f"{name}: ")) from None
 
     def database_url(self, name: str) -> str:
         value = self.text(name)
