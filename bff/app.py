@@ -28,6 +28,7 @@ from bff.metrics import HttpMetrics
 from bff.operations.connections import load_connections
 from bff.resources import static_dir
 from bff.settings import Settings, check_connection_wide_delivery
+from bff.shared.redis_link import open_link
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
 from bff.web import api_docs, health, template_helpers
@@ -98,6 +99,7 @@ def create_app(
                     follow_redirects=False,
                     cookies=_refuse_all_cookies(),
                 ) as proxy_http,
+                open_link(settings.redis_url, registry) as shared,
                 open_auth(settings, database, clock, auth_metrics) as (
                     sessions,
                     auth,
@@ -128,6 +130,7 @@ def create_app(
                             auth=auth,
                             broker=broker,
                             partner=open_partner(settings, clock),
+                            shared=shared,
                         )
                     }
                 finally:

@@ -15,6 +15,7 @@ from bff.clock import Clock
 from bff.crypto import SecretBox
 from bff.operations.live import Live
 from bff.settings import Settings
+from bff.shared.redis_link import RedisLink
 from bff.store.database import Database
 from bff.web.auth.access import Mappings
 from bff.web.auth.services import AuthServices
@@ -43,6 +44,8 @@ class Services:
     auth: AuthServices
     broker: TokenBroker
     partner: PartnerServices
+    # The link to Redis (BFF_REDIS_URL) that shares state across processes; None without it.
+    shared: RedisLink | None = None
 
     def live(self) -> Live:
         """What an operation run in this server must update after its commit."""
