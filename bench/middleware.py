@@ -1,70 +1,86 @@
-"""What each middleware costs a warm dashboard page, measured in process.
+"""What each layer and each per-request step costs a warm dashboard page, in process.
 
     .venv/bin/python -m bench.middleware               # 20,000 requests per variant
     .venv/bin/python -m bench.middleware --requests 5000
 
-Calls bff's ASGI app directly (no HTTP server, no sockets) with a signed-in
-``GET /``: first the whole stack, then the same stack with one middleware at a
-time replaced by a pass-through, in alternating rounds. The difference is what
-that middleware costs per request. The session middleware cannot be bypassed
-(the page needs the session), so it has no row; the rest of a request
-(routing, the session and mapping caches, the broker's cache hit, the template)
-is what the whole stack costs minus the rows.
+Calls the ASGI apps directly (no HTTP server, no sockets) with a signed-in ``GET /``,
+in alternating rounds, one turn of the event loop per request (so the access lines,
+written at the next turn, are counted, each in a batch of one: their dearest case), and
+counts the CPU time of the calling thread (other processes barely move it):
+
+- bff's whole app at ``WARNING`` and at ``INFO`` (JSON lines to a null device, as in
+  production): the difference is the access record;
+- without Starlette's two error layers (``ServerErrorMiddleware``,
+  ``ExceptionMiddleware``): bff's :class:`~bff.web.middleware.RequestContextMiddleware`
+  and :class:`~bff.web.request_pipeline.RequestPipeline` around the router, then the
+  pipeline alone;
+- the router alone, with the state the pipeline would have put in the scope: the
+  route, the session's page and its response;
+- a bare Starlette app returning the same HTML with the same headers: the floor.
+
+Then each step of the pipeline on its own (reading the headers, the ids, the cookies,
+the sessions, the response headers, the metrics, the access record's fast path and,
+for comparison, the same record through ``logging``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import dataclasses
 import gc
+import io
+import logging
+import os
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Scope
 
-from bench.web import signed_in_cookies
+from bench.web import bare_app, signed_in_cookies
 from bff.app import create_app
 from bff.demo.run import prepare, settings_for
 from bff.demo.seed import DemoAccount
 from bff.demo.server import serve_in_thread
 from bff.demo.vendor import VendorConfig, create_vendor_app
-from bff.web.auth.guard import SessionMiddleware
+from bff.logs import JsonFormatter, configure_logging
+from bff.web import middleware, request_pipeline
+from bff.web.access_log import log_access
+from bff.web.auth.cookies import parse_cookie_header
+from bff.web.middleware import RequestContextMiddleware
+from bff.web.request_pipeline import RequestPipeline
 
 
-class PassThrough:
-    """Stands in for a bypassed middleware."""
-
-    def __init__(self, app: ASGIApp, **_options: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-
-
-def with_bypassed(app: Starlette, bypassed: object) -> Starlette:
-    """``app`` with one middleware class replaced by :class:`PassThrough` (Starlette
-    builds its stack on the first call, so resetting it takes effect)."""
-    original: list[Middleware] = app.state.bench_middleware
-    app.user_middleware = [
-        Middleware(cast(Any, PassThrough)) if cast(object, entry.cls) is bypassed else entry
-        for entry in original
-    ]
-    app.middleware_stack = None
-    return app
+def _scope(headers: list[tuple[bytes, bytes]], state: dict[str, Any]) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 18080),
+        "state": state.copy(),
+    }
 
 
-async def per_request(app: Starlette, state: dict[str, Any], cookie: bytes, count: int) -> float:
-    """Mean seconds per ``GET /`` through ``app``, called directly."""
-    headers = [(b"host", b"127.0.0.1"), (b"cookie", cookie)]
+async def per_request(
+    app: ASGIApp, headers: list[tuple[bytes, bytes]], state: Any, count: int
+) -> float:
+    """Mean CPU seconds per ``GET /`` through ``app``, called directly."""
 
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -75,61 +91,172 @@ async def per_request(app: Starlette, state: dict[str, Any], cookie: bytes, coun
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    def scope() -> Scope:
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 18080),
-            "state": state.copy(),
-        }
-
     gc.collect()
-    started = time.perf_counter()
+    started = time.thread_time()
     for _ in range(count):
-        await app(scope(), receive, send)
-    elapsed = time.perf_counter() - started
+        await app(_scope(headers, state), receive, send)
+        # A turn of the event loop per request, as under a server with one request in
+        # flight: work bff defers to the next turn (the access lines) is counted too.
+        await asyncio.sleep(0)
+    elapsed = time.thread_time() - started
     assert set(statuses) == {200}, set(statuses)
     return elapsed / count
 
 
-async def measure(app: Starlette, cookie: bytes, requests: int, rounds: int) -> None:
-    app.state.bench_middleware = list(app.user_middleware)
-    variants: list[object] = [None]
-    variants += [
-        entry.cls
-        for entry in app.user_middleware
-        if cast(object, entry.cls) is not SessionMiddleware
-    ]
-    totals: dict[object, float] = dict.fromkeys(variants, 0.0)
+def _pipeline(app: Starlette) -> RequestPipeline:
+    layer = app.middleware_stack
+    while not isinstance(layer, RequestPipeline):
+        layer = layer.app  # type: ignore[union-attr]
+    return layer
+
+
+def _context(app: Starlette) -> RequestContextMiddleware:
+    layer = app.middleware_stack
+    while not isinstance(layer, RequestContextMiddleware):
+        layer = layer.app  # type: ignore[union-attr]
+    return layer
+
+
+WHOLE_INFO = "bff, whole app, INFO"
+WHOLE = "bff, whole app, WARNING"
+BOTH = "bff's two layers around the router (no Starlette error layers), WARNING"
+PIPELINE = "RequestPipeline around the router"
+ROUTER = "bff's router alone (route, page, response)"
+
+
+def _set_level(level: int) -> None:
+    logging.getLogger().setLevel(level)
+
+
+async def layers(
+    app: Starlette, bare: Starlette, cookie: bytes, requests: int, rounds: int
+) -> None:
+    headers = [(b"host", b"127.0.0.1"), (b"cookie", cookie)]
     async with app.router.lifespan_context(app) as lifespan_state:
         state = dict(lifespan_state or {})
-        for variant in variants:  # warm-up
-            await per_request(with_bypassed(app, variant), state, cookie, requests // 10)
+        await per_request(app, headers, state, 10)  # builds the middleware stack
+        pipeline = _pipeline(app)
+        context = _context(app)
+        # The same layers around the router, without Starlette's error layers.
+        pipeline_alone = copy.copy(pipeline)
+        pipeline_alone.app = app.router
+        both_alone = copy.copy(context)
+        both_alone.app = pipeline_alone
+        both_alone._pipeline = pipeline_alone
+        # What the pipeline leaves in the scope's state for the route.
+        prepared = _scope(headers, state)
+        await pipeline_alone(prepared, _receive, _ignore)
+        route_state = prepared["state"]
+
+        async def router_alone(scope: Scope, receive: Any, send: Any) -> None:
+            scope["state"]["csp_nonce"] = secrets.token_urlsafe(16)
+            await app.router(scope, receive, send)
+
+        variants: dict[str, tuple[ASGIApp, Any, int]] = {
+            WHOLE_INFO: (app, state, logging.INFO),
+            WHOLE: (app, state, logging.WARNING),
+            BOTH: (both_alone, state, logging.WARNING),
+            PIPELINE: (pipeline_alone, state, logging.WARNING),
+            ROUTER: (router_alone, route_state, logging.WARNING),
+            "bare Starlette page (same HTML and headers)": (bare, {}, logging.WARNING),
+        }
+        totals = dict.fromkeys(variants, 0.0)
+        for variant, variant_state, level in variants.values():  # warm-up
+            _set_level(level)
+            await per_request(variant, headers, variant_state, requests // 10)
         for _ in range(rounds):
-            for variant in variants:
-                totals[variant] += await per_request(
-                    with_bypassed(app, variant), state, cookie, requests
-                )
-    whole = totals[None] / rounds
+            for name, (variant, variant_state, level) in variants.items():
+                _set_level(level)
+                totals[name] += await per_request(variant, headers, variant_state, requests)
+    mean = {name: total / rounds * 1e6 for name, total in totals.items()}
     print(f"\n{requests} requests x {rounds} rounds per variant, called in process\n")
-    print("| part | µs per request |")
+    print("| variant | µs per request |")
     print("|---|---:|")
-    print(f"| whole stack | {whole * 1e6:.1f} |")
-    rest = whole
-    for variant in variants[1:]:
-        cost = whole - totals[variant] / rounds
-        rest -= cost
-        print(f"| {getattr(variant, '__name__', variant)} | {cost * 1e6:.1f} |")
-    print(f"| everything else (session, route, page) | {rest * 1e6:.1f} |")
+    for name, value in mean.items():
+        print(f"| {name} | {value:.1f} |")
+    print("\n| part | µs per request |")
+    print("|---|---:|")
+    print(f"| access record at INFO | {mean[WHOLE_INFO] - mean[WHOLE]:.1f} |")
+    print(f"| Starlette's error layers | {mean[WHOLE] - mean[BOTH]:.1f} |")
+    print(f"| RequestContextMiddleware (id, metrics) | {mean[BOTH] - mean[PIPELINE]:.1f} |")
+    print(f"| RequestPipeline (nonce, sessions, headers) | {mean[PIPELINE] - mean[ROUTER]:.1f} |")
+    print(f"| router, route, page, response | {mean[ROUTER]:.1f} |")
+
+
+async def _receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _ignore(message: Message) -> None:
+    pass
+
+
+def steps(app: Starlette, cookie: bytes, count: int) -> None:
+    """Each step the pipeline takes, timed on its own (µs per call)."""
+    pipeline = _pipeline(app)
+    context = _context(app)
+    headers = [(b"host", b"127.0.0.1"), (b"cookie", cookie), (b"user-agent", b"bench")]
+    sent = [(b"content-length", b"4000"), (b"content-type", b"text/html; charset=utf-8")]
+    state: dict[str, Any] = {}
+    scope = _scope(headers, {})
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("bff.access")
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    capture = logging.StreamHandler(io.StringIO())
+    capture.setFormatter(JsonFormatter())
+
+    def through_logging() -> None:
+        access.addHandler(capture)  # a second handler: the fast path steps aside
+        try:
+            log_access(scope, "GET", "/", 200, 0.001)
+        finally:
+            access.removeHandler(capture)
+
+    timed: dict[str, Callable[[], object]] = {
+        "read the request headers (one pass)": lambda: request_pipeline._read(headers),
+        "request id": lambda: middleware._request_id(headers),
+        "CSP nonce": request_pipeline._nonce,
+        "parse the Cookie header": lambda: parse_cookie_header(cookie.decode("latin-1")),
+        "response headers (id, security headers)": lambda: pipeline._response_headers(
+            sent, "/", "nonce", state, []
+        ),
+        "metrics (count and latency)": lambda: context.metrics.observe("GET", "/", 200, 0.001),
+        "access record, fast path": lambda: log_access(scope, "GET", "/", 200, 0.001),
+        "access record through logging (for comparison)": through_logging,
+    }
+    print("\n| step | µs per call |")
+    print("|---|---:|")
+    try:
+        for name, step in timed.items():
+            for _ in range(count // 10):
+                step()
+            started = time.thread_time()
+            for _ in range(count):
+                step()
+            print(f"| {name} | {(time.thread_time() - started) / count * 1e6:.2f} |")
+    finally:
+        root.handlers[:] = saved
+
+
+async def _sessions_step(app: Starlette, cookie: bytes, count: int) -> float:
+    pipeline = _pipeline(app)
+    sent = parse_cookie_header(cookie.decode("latin-1"))
+    async with app.router.lifespan_context(app) as lifespan_state:
+        state = dict(lifespan_state or {})
+        resolve: Callable[[], Awaitable[list[str]]] = lambda: pipeline.sessions.resolve(  # noqa: E731
+            state, sent, method="GET", path="/", handle=None
+        )
+        for _ in range(count // 10):
+            await resolve()
+        started = time.thread_time()
+        for _ in range(count):
+            await resolve()
+        return (time.thread_time() - started) / count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,18 +269,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     vendor = VendorConfig()
     with ExitStack() as stack:
+        null = stack.enter_context(open(os.devnull, "w"))
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         vendor_url = stack.enter_context(serve_in_thread(create_vendor_app(vendor)))
         settings = dataclasses.replace(
             settings_for(vendor, vendor_url, 18_081, directory / "bench.db", "post"),
-            log_level="WARNING",
+            log_level="INFO",
         )
         asyncio.run(prepare(settings, (account,)))
+        configure_logging("INFO", null)
         # Signing in needs a server; the measured app is a second one on the same database.
         signing_in = stack.enter_context(serve_in_thread(create_app(settings), port=18_081))
-        cookies, _page = signed_in_cookies(signing_in, account)
+        cookies, page = signed_in_cookies(signing_in, account)
         cookie = "; ".join(f"{name}={value}" for name, value in cookies.items()).encode()
-        asyncio.run(measure(create_app(settings), cookie, args.requests, args.rounds))
+        copied = {
+            name: page.headers[name]
+            for name in ("cache-control", "content-security-policy", "referrer-policy")
+        }
+        app = create_app(settings)
+        asyncio.run(layers(app, bare_app(page.text, copied), cookie, args.requests, args.rounds))
+        steps(app, cookie, args.requests)
+        seconds = asyncio.run(_sessions_step(app, cookie, args.requests))
+        print(f"| sessions from the cookies (cached session) | {seconds * 1e6:.2f} |")
     return 0
 
 

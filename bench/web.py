@@ -1,6 +1,7 @@
 """Dashboard page throughput against a bare Starlette page, in the same run.
 
     .venv/bin/python -m bench.web                  # 3 rounds x 5 s per page (httptools, uvloop)
+    .venv/bin/python -m bench.web --log-share      # also bff at WARNING: the access record's share
     .venv/bin/python -m bench.web --server h11     # uvicorn's pure-Python parser and asyncio
     .venv/bin/python -m bench.web --seconds 2 --rounds 1 --delivery proxy
     .venv/bin/python -m bench.web --profile        # where bff's server thread spends its time
@@ -17,10 +18,17 @@ it. bff logs as in production: JSON lines at ``INFO``, an access record per
 request, written to a null device instead of a terminal. The bare page returns
 HTML of the same size from a plain route, with the same response headers.
 
-``--profile`` runs cProfile in bff's server thread during the measured rounds
-(which slows bff, so its throughput is not comparable then) and prints the
-functions with the most own time and the share of the thread's time spent in
-logging, so the next person starts from a measurement.
+Besides req/s, each page's server thread's CPU time per request is reported (from
+``/proc/self/task/<tid>/schedstat``): on a shared machine req/s moves with the other
+processes, CPU per request hardly. ``--log-share`` loads bff a third time per round
+with the root logger at ``WARNING``; the difference in CPU per request is the access
+record's share.
+
+``--profile`` runs cProfile (CPU time of the thread) in bff's server thread during
+the measured rounds (which slows bff, so its throughput is not comparable then) and
+prints the shares of logging, middleware, templates and the HTTP server, the own
+time by file and the functions with the most own time, so the next person starts
+from a measurement; ``BENCH_CALLERS="name,..."`` also prints who calls those.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import argparse
 import asyncio
 import cProfile
 import dataclasses
+import logging
 import multiprocessing
 import os
 import pstats
@@ -36,6 +45,7 @@ import re
 import secrets
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -75,10 +85,17 @@ class Result:
     latencies: list[float] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     failures: int = 0
+    # On-CPU time of the page's server thread while it was loaded.
+    cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_per_request(self) -> float:
+        """Server-thread CPU µs per request: unlike req/s, barely moved by other load."""
+        return self.cpu_seconds / len(self.latencies) * 1e6 if self.latencies else 0.0
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -131,6 +148,14 @@ async def _load(
     return latencies, time.perf_counter() - started, failures
 
 
+def server_cpu_seconds(url: str) -> float:
+    """On-CPU time so far of the thread serving ``url`` (``serve_in_thread`` names it)."""
+    port = httpx2.URL(url).port
+    (thread,) = [each for each in threading.enumerate() if each.name == f"uvicorn:{port}"]
+    with open(f"/proc/self/task/{thread.native_id}/schedstat") as schedstat:
+        return int(schedstat.read().split()[0]) / 1e9
+
+
 def bare_app(body: str, headers: dict[str, str]) -> Starlette:
     async def page(request: Request) -> Response:
         return HTMLResponse(body, headers=headers)
@@ -158,7 +183,7 @@ class Profiled:
         await self.app(scope, receive, send)
 
 
-def print_profile(profiler: cProfile.Profile, top: int = 25) -> None:
+def print_profile(profiler: cProfile.Profile, requests: int, top: int = 25) -> None:
     stats = pstats.Stats(profiler)
     entries: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
     entries = stats.stats  # type: ignore[attr-defined]
@@ -174,19 +199,41 @@ def print_profile(profiler: cProfile.Profile, top: int = 25) -> None:
 
     print(f"\nprofile of bff's server thread: {total:.2f} s of own time in all")
     for label, fragments in (
-        ("logging (stdlib logging, bff/logs.py)", ("/logging/", "bff/logs.py")),
+        ("logging (stdlib logging, bff/logs.py, the access record)", _LOGGING_FILES),
         ("middleware (bff/web/*middleware*, security, csrf, auth)", _MIDDLEWARE_FILES),
         ("Jinja templates", ("/jinja2/",)),
         ("HTTP server (uvicorn, h11, httptools)", ("/uvicorn/", "/h11/", "httptools")),
         ("asyncio event loop", ("/asyncio/", "uvloop")),
     ):
         print(f"  {share(*fragments):6.1%}  {label}")
+    print(f"\nown time by file, µs per request under the profiler ({requests} requests):")
+    by_file: dict[str, float] = {}
+    for (filename, _line, _name), (_cc, _nc, tottime, _ct, _callers) in entries.items():
+        by_file[_short(filename)] = by_file.get(_short(filename), 0.0) + tottime
+    for filename, own in sorted(by_file.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {own / max(requests, 1) * 1e6:7.1f}  {own / total:6.1%}  {filename}")
     print(f"\ntop {top} functions by own time:")
     stats.sort_stats("tottime").print_stats(top)
+    for name in os.environ.get("BENCH_CALLERS", "").split(","):
+        if name:
+            stats.print_callers(name)
+
+
+_LOGGING_FILES = ("/logging/", "bff/logs.py", "bff/web/access_log.py")
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/python3.11/", "/work/main/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
 
 
 _MIDDLEWARE_FILES = (
     "bff/web/middleware.py",
+    "bff/web/request_pipeline.py",
+    "bff/web/access_log.py",
+    "bff/metrics.py",
     "bff/web/security.py",
     "bff/web/auth/csrf.py",
     "bff/web/auth/guard.py",
@@ -236,7 +283,8 @@ def run(args: argparse.Namespace) -> int:
         )
         asyncio.run(prepare(settings, (account,)))
         configure_logging(settings.log_level, null)
-        profiler = cProfile.Profile()
+        # CPU time of the profiled thread: time other processes take is not counted.
+        profiler = cProfile.Profile(time.thread_time_ns, 1e-9)
         bff_app = Profiled(create_app(settings), profiler)
         server = SERVERS[args.server]
         bff_url = stack.enter_context(serve_in_thread(bff_app, port=port, **server))
@@ -245,50 +293,71 @@ def run(args: argparse.Namespace) -> int:
         bare_url = stack.enter_context(serve_in_thread(bare_app(page.text, headers), **server))
         spawn = multiprocessing.get_context("spawn")
         pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=spawn))
+        level = logging.getLevelName(args.log_level)
         targets = {
-            "bare Starlette page": (f"{bare_url}/", {}),
-            "bff GET /": (f"{bff_url}/", cookies),
+            BARE: (bare_url, {}, level),
+            BFF: (bff_url, cookies, level),
         }
+        if args.log_share:
+            targets[BFF_WARNING] = (bff_url, cookies, logging.WARNING)
         results = {name: Result(name) for name in targets}
         # A short warm-up of each, discarded: imports, JIT-free but cache-warming.
-        for url, jar in targets.values():
-            pool.submit(load, url, jar, args.connections, 0.5).result()
+        for url, jar, _level in targets.values():
+            pool.submit(load, f"{url}/", jar, args.connections, 0.5).result()
         for _ in range(args.rounds):
-            for name, (url, jar) in targets.items():
-                bff_app.active = args.profile and url.startswith(bff_url)
+            for name, (url, jar, round_level) in targets.items():
+                bff_app.active = args.profile and url == bff_url
+                logging.getLogger().setLevel(round_level)
+                cpu = server_cpu_seconds(url)
                 latencies, elapsed, failures = pool.submit(
-                    load, url, jar, args.connections, args.seconds
+                    load, f"{url}/", jar, args.connections, args.seconds
                 ).result()
+                results[name].cpu_seconds += server_cpu_seconds(url) - cpu
                 results[name].latencies += latencies
                 results[name].seconds += elapsed
                 results[name].failures += failures
+        logging.getLogger().setLevel(level)
         bff_app.active = False
         # One more request, so the server thread notices and stops profiling.
         httpx2.get(f"{bff_url}/healthz", timeout=10)
-    report(results["bff GET /"], results["bare Starlette page"], args)
+    report(results, args)
     if args.profile:
-        print_profile(profiler)
+        print_profile(profiler, len(results[BFF].latencies))
         return 0
-    ratio = results["bff GET /"].rate / results["bare Starlette page"].rate
+    ratio = results[BFF].rate / results[BARE].rate
     return 0 if ratio >= TARGET_RATIO else 1
 
 
-def report(bff: Result, bare: Result, args: argparse.Namespace) -> None:
+BARE = "bare Starlette page"
+BFF = "bff GET /"
+BFF_WARNING = "bff GET / at WARNING"
+
+
+def report(results: dict[str, Result], args: argparse.Namespace) -> None:
     print(
         f"\n{args.rounds} round(s) x {args.seconds:g} s per page, "
         f"{args.connections} connections, delivery={args.delivery}, server={args.server}, "
         f"log level {args.log_level}\n"
     )
-    print("| page | requests | req/s | p50 ms | p99 ms | failures |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for result in (bare, bff):
+    print("| page | requests | req/s | p50 ms | p99 ms | failures | server CPU µs/request |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for result in results.values():
         print(
             f"| {result.name} | {len(result.latencies)} | {result.rate:.0f} | "
-            f"{result.quantile(0.5):.2f} | {result.quantile(0.99):.2f} | {result.failures} |"
+            f"{result.quantile(0.5):.2f} | {result.quantile(0.99):.2f} | {result.failures} | "
+            f"{result.cpu_per_request:.1f} |"
         )
+    bff, bare = results[BFF], results[BARE]
     ratio = bff.rate / bare.rate if bare.rate else 0.0
     verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
     print(f"\nbff / bare throughput: {ratio:.0%} ({verdict} the {TARGET_RATIO:.0%} target)")
+    if bff.cpu_per_request:
+        print(
+            f"bare / bff server CPU per request: {bare.cpu_per_request / bff.cpu_per_request:.0%}"
+        )
+    if BFF_WARNING in results and bff.cpu_per_request:
+        share = 1 - results[BFF_WARNING].cpu_per_request / bff.cpu_per_request
+        print(f"the access record's share of bff's server CPU at {args.log_level}: {share:.1%}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,6 +375,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile", action="store_true", help="profile bff's server thread (slows it)"
+    )
+    parser.add_argument(
+        "--log-share",
+        action="store_true",
+        help="also load bff at WARNING, for the access record's share of its CPU",
     )
     return run(parser.parse_args(argv))
 

@@ -4,52 +4,38 @@ Every body bff parses itself is a small form (sign-in, CSRF-protected posts): pa
 ``limit`` bytes the read fails with 413 and the route never sees the rest. The
 check sits in ``receive``, so it applies whether the client declared a
 ``Content-Length`` or streams chunks, and costs nothing on requests whose body is
-never read. Paths under an exempt prefix (the vendor proxy, which streams bodies
-through without holding them) are left alone.
+never read. A request with neither ``Content-Length`` nor ``Transfer-Encoding`` has
+no body (RFC 9112, 6.3), so its ``receive`` is left as it is. Paths under an exempt
+prefix (the vendor proxy, which streams bodies through without holding them) are
+left alone; :class:`~bff.web.request_pipeline.RequestPipeline` decides that.
 """
 
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 
 MAX_BODY_BYTES = 64 * 1024
 TOO_LARGE = "The request is larger than this page accepts."
 
 
-class BodyLimitMiddleware:
-    def __init__(
-        self, app: ASGIApp, limit: int = MAX_BODY_BYTES, exempt: tuple[str, ...] = ()
-    ) -> None:
-        self.app = app
-        self.limit = limit
-        self.exempt = exempt
+def limit_body(receive: Receive, declared: bytes | None, limit: int = MAX_BODY_BYTES) -> Receive:
+    """``receive`` that fails with 413 once the body passes ``limit`` bytes; ``declared``
+    is the request's ``Content-Length`` as sent."""
+    # A malformed length is left to the server, which refuses it itself.
+    length = int(declared) if declared is not None and declared.isdigit() else None
+    received = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            # Raised inside the route's read, where the HTTP error handlers answer it.
-            if declared is not None and declared > self.limit:
+    async def limited_receive() -> Message:
+        nonlocal received
+        # Raised inside the route's read, where the HTTP error handlers answer it.
+        if length is not None and length > limit:
+            raise HTTPException(413, TOO_LARGE)
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
                 raise HTTPException(413, TOO_LARGE)
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise HTTPException(413, TOO_LARGE)
-            return message
+        return message
 
-        await self.app(scope, limited_receive, send)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            # A malformed length is left to the server, which refuses it itself.
-            return int(value) if value.isdigit() else None
-    return None
+    return limited_receive

@@ -1,27 +1,23 @@
-"""Pure ASGI middleware that wraps every request: a request id, request metrics and
-the access record.
-
-The access record is bff's own (uvicorn's access log is off): one INFO line per
-request on the ``bff.access`` logger, built from fields that are safe as they are
-(method from a fixed set, route template, status, duration, client address) and
-the path, which the formatter redacts like any message. The query string is never
-logged: tickets and tokens travel there. Below INFO nothing is built at all.
+"""The request context, the outermost of bff's layers: a request id, the request
+metrics and the access record, for every origin bff serves (its own and
+``BFF_PROXY_ORIGIN``'s, which :mod:`bff.web.dashboard.proxy_origin` dispatches just
+inside this layer). What bff's own origin adds per request is
+:class:`~bff.web.request_pipeline.RequestPipeline`.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import re
-import secrets
 import time
+from collections.abc import Iterable
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bff.logs import TRUSTED, redact, request_id
+from bff.logs import redact, request_id
 from bff.metrics import HttpMetrics
-
-access_log = logging.getLogger("bff.access")
+from bff.web.access_log import access_log_enabled, log_access
+from bff.web.request_pipeline import RequestPipeline
 
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 # Anything else is counted as OTHER: a client must not mint label values.
@@ -30,73 +26,66 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 class RequestContextMiddleware:
     """Gives each request an id (a sane incoming ``X-Request-ID`` is kept), logs carry it,
-    and counts the request by route template once the response has started."""
+    and counts and logs the request by route template once it is over."""
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # With bff's pipeline right inside (no proxy origin dispatched in between), its
+        # send wrapper serves both layers.
+        self._pipeline = app if isinstance(app, RequestPipeline) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
-        rid = incoming if incoming and _is_safe_request_id(incoming) else _new_id()
+        started = time.perf_counter()
+        rid = _request_id(scope["headers"])
         # Not reset afterwards: the 500 handler runs outside this middleware and
         # still wants the id, and every request runs in its own task context.
         request_id.set(rid)
-        started = time.perf_counter()
+        header = (b"x-request-id", rid.encode("latin-1"))
         status = 500
 
-        async def send_with_id(message: Message) -> None:
+        def on_start(message: Message) -> None:
             nonlocal status
+            status = message["status"]
+            # Without any id of the route's; a copy, since a response may be sent twice.
+            raw = [pair for pair in message.get("headers", ()) if pair[0] != b"x-request-id"]
+            raw.append(header)
+            message["headers"] = raw
+
+        async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = rid
+                on_start(message)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if self._pipeline is not None:
+                await self._pipeline.serve(scope, receive, send, on_start)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             self.metrics.observe(method, route, status, seconds)
-            if access_log.isEnabledFor(logging.INFO):
-                _log_access(scope, method, route, status, seconds)
+            if access_log_enabled():
+                log_access(scope, method, route, status, seconds)
 
 
-def _log_access(scope: Scope, method: str, route: str, status: int, seconds: float) -> None:
-    client = scope.get("client")
-    access_log.info(
-        "%s %s %d",
-        method,
-        scope["path"],
-        status,
-        extra={
-            TRUSTED: {
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "client": f"{client[0]}:{client[1]}" if client else None,
-            }
-        },
-    )
+def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id":
+            incoming = value.decode("latin-1")
+            if _is_safe_request_id(incoming):
+                return incoming
+            break
+    # secrets.token_hex(8), without its two calls on every request.
+    return os.urandom(8).hex()
 
 
 def _is_safe_request_id(value: str) -> bool:
     # A client's id is echoed in headers, error pages and every log line of the
     # request: one that redaction would change (a token, a secret) is not kept.
     return _SAFE_REQUEST_ID.fullmatch(value) is not None and redact(value) == value
-
-
-def _new_id() -> str:
-    return secrets.token_hex(8)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None

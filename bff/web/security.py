@@ -18,8 +18,8 @@ Defaults, each kept when a route already set its own value:
 - ``Strict-Transport-Security`` when ``BFF_PUBLIC_URL`` is https (one year,
   without ``includeSubDomains``: the operator's other hosts are not ours to pin).
 
-Each request gets a fresh nonce in ``request.state.csp_nonce``; templates see it
-as ``csp_nonce``.
+Each request gets a fresh nonce in ``request.state.csp_nonce`` (from
+:class:`~bff.web.request_pipeline.RequestPipeline`); templates see it as ``csp_nonce``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
+from starlette.types import ExceptionHandler
 
 from bff.settings import Settings
 
@@ -88,11 +88,15 @@ def origin_of(url: str) -> str:
 
 
 class SecurityHeaders:
-    """The default headers for one set of settings."""
+    """The default headers for one set of settings, encoded once: they go on every
+    response."""
 
     def __init__(self, settings: Settings) -> None:
         self.frame_src = (origin_of(settings.dashboard_url),) if settings.dashboard_url else ()
-        # Encoded once: these go on every response.
+        before, between, after = content_security_policy(_NONCE, frame_src=self.frame_src).split(
+            _NONCE
+        )
+        self._policy = (before.encode(), between.encode(), after.encode())
         self._always = [
             (b"referrer-policy", b"same-origin"),
             (b"x-content-type-options", b"nosniff"),
@@ -100,40 +104,23 @@ class SecurityHeaders:
         if settings.is_https:
             self._always.append((b"strict-transport-security", HSTS.encode()))
 
-    def apply(self, headers: MutableHeaders, *, path: str, nonce: str) -> None:
-        # One pass over the response's headers: every lookup on MutableHeaders is a scan.
-        raw = headers.raw
+    def add_to(self, raw: list[tuple[bytes, bytes]], *, path: str, nonce: str) -> None:
+        """Append each default that ``raw`` (a response's headers) does not set itself."""
         present = {name for name, _ in raw}
         if b"content-security-policy" not in present:
-            policy = content_security_policy(nonce, frame_src=self.frame_src)
-            raw.append((b"content-security-policy", policy.encode()))
+            before, between, after = self._policy
+            token = nonce.encode()
+            raw.append((b"content-security-policy", before + token + between + token + after))
             if b"x-frame-options" not in present:
                 raw.append((b"x-frame-options", b"DENY"))
-        raw.extend(header for header in self._always if header[0] not in present)
+        for header in self._always:
+            if header[0] not in present:
+                raw.append(header)
         if b"cache-control" not in present and not path.startswith("/static/"):
             raw.append((b"cache-control", b"no-store"))
 
-
-class SecurityHeadersMiddleware:
-    """Pure ASGI: a nonce per request, and :class:`SecurityHeaders` on every response."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.headers = SecurityHeaders(settings)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        nonce = secrets.token_urlsafe(16)
-        scope.setdefault("state", {})["csp_nonce"] = nonce
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self.headers.apply(MutableHeaders(scope=message), path=scope["path"], nonce=nonce)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    def apply(self, headers: MutableHeaders, *, path: str, nonce: str) -> None:
+        self.add_to(headers.raw, path=path, nonce=nonce)
 
 
 def with_security_headers(

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import secrets
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, MutableMapping
+from collections.abc import Callable, Hashable, Mapping, MutableMapping
 from typing import Any
 
 import jinja2
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from bff.resources import static_dir, templates_dir
@@ -72,11 +74,13 @@ class PageMemo:
 
     A page is a pure function of its template, its context and the session (the
     user's e-mail, the CSRF token derived from the session's secret). It is
-    rendered with a placeholder where the nonce goes, kept split around it, and
-    every response joins the pieces with that request's fresh nonce: the nonce
-    stays unique per response while the render (about half of a warm dashboard
+    rendered with a placeholder where the nonce goes, kept encoded and split around
+    it, and every response joins the pieces with that request's fresh nonce: the
+    nonce stays unique per response while the render (about half of a warm dashboard
     view) happens once per (session, context). The placeholder is random per
-    process, so no value in a context can fake one.
+    process, so no value in a context can fake one. :meth:`respond` keeps the page's
+    headers the same way (its policy holds the nonce too), so a view served from the
+    memo builds no header and encodes no text.
 
     The key is the whole input, so nothing needs invalidating: a changed mapping,
     token or scope is a different key. At most ``size`` pages are kept, least
@@ -87,27 +91,70 @@ class PageMemo:
     def __init__(self, templates: Jinja2Templates, size: int = 1024) -> None:
         self._templates = templates
         self._size = size
-        self._pages: OrderedDict[Hashable, tuple[str, ...]] = OrderedDict()
+        self._pages: OrderedDict[Hashable, _Page] = OrderedDict()
         self._hole = f"nonce-{secrets.token_hex(16)}"
 
-    def render(self, request: Request, name: str, context: Mapping[str, Hashable]) -> str:
-        """``name`` rendered with ``context`` for this request's session and nonce."""
+    def respond(
+        self,
+        request: Request,
+        name: str,
+        context: Mapping[str, Hashable],
+        headers: Callable[[str], Mapping[str, str]],
+    ) -> Response:
+        """A 200 HTML response of ``name`` rendered with ``context``; ``headers(nonce)``
+        gives the page's headers, which must depend on the context and the nonce only
+        (it is called once per page, with the placeholder)."""
+        page = self._page(request, name, context, headers)
+        nonce = csp_nonce(request).encode()
+        body = nonce.join(page.body)
+        raw = [(header, nonce.join(pieces)) for header, pieces in page.headers]
+        raw.append((b"content-length", str(len(body)).encode()))
+        raw.append((b"content-type", b"text/html; charset=utf-8"))
+        return _Prepared(body, raw)
+
+    def _page(
+        self,
+        request: Request,
+        name: str,
+        context: Mapping[str, Hashable],
+        headers: Callable[[str], Mapping[str, str]],
+    ) -> _Page:
         session = current_session(request)
         key = (name, session, tuple(context.items()))
-        pieces = self._pages.get(key)
-        if pieces is None:
-            template = self._templates.get_template(name)
-            html = template.render(
-                {
-                    **context,
-                    "request": request,
-                    "csp_nonce": self._hole,
-                    "current_session": session,
-                }
-            )
-            pieces = self._pages[key] = tuple(html.split(self._hole))
-            if len(self._pages) > self._size:
-                self._pages.popitem(last=False)
-        else:
+        page = self._pages.get(key)
+        if page is not None:
             self._pages.move_to_end(key)
-        return csp_nonce(request).join(pieces)
+            return page
+        template = self._templates.get_template(name)
+        html = template.render(
+            {**context, "request": request, "csp_nonce": self._hole, "current_session": session}
+        )
+        hole = self._hole.encode()
+        page = self._pages[key] = _Page(
+            body=tuple(html.encode().split(hole)),
+            headers=tuple(
+                (header.lower().encode("latin-1"), tuple(value.encode("latin-1").split(hole)))
+                for header, value in headers(self._hole).items()
+            ),
+        )
+        if len(self._pages) > self._size:
+            self._pages.popitem(last=False)
+        return page
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Page:
+    """A rendered page and its headers, each split around the nonce."""
+
+    body: tuple[bytes, ...]
+    headers: tuple[tuple[bytes, tuple[bytes, ...]], ...]
+
+
+class _Prepared(Response):
+    """A response whose body and headers are ready: nothing to render or encode."""
+
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import io
 import json
 import logging
@@ -10,7 +12,10 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from bff.logs import MASK, JsonFormatter
+from bff.logs import MASK, JsonFormatter, direct_handler, register_secret, request_id
+from bff.web import access_log
+from bff.web.access_log import log_access
+from tests.web.helpers import call
 
 
 @pytest.fixture
@@ -77,7 +82,7 @@ def test_below_info_no_record_is_made(
     client: TestClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made: list[str] = []
-    monkeypatch.setattr("bff.web.middleware._log_access", lambda *args: made.append("record"))
+    monkeypatch.setattr("bff.web.middleware.log_access", lambda *args: made.append("record"))
     with caplog.at_level(logging.WARNING, logger="bff.access"):
         client.get("/healthz")
     assert made == []
@@ -85,3 +90,194 @@ def test_below_info_no_record_is_made(
     with caplog.at_level(logging.INFO, logger="bff.access"):
         client.get("/healthz")
     assert made == ["record"]
+
+
+# --- the direct path: the line written straight to the configured handler ---------------
+
+
+@pytest.fixture
+def direct(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[logging.StreamHandler[io.StringIO], io.StringIO]:
+    """bff.access set up as configure_logging leaves it: one plain JSON stream handler,
+    no filter, so records skip ``logging``. A logger outside the hierarchy, so pytest's
+    own handlers (on the root and on every non-propagating logger) never join it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.Logger("bff.access", logging.INFO)
+    logger.addHandler(handler)
+    monkeypatch.setattr(access_log, "logger", logger)
+    return handler, stream
+
+
+_SCOPE: dict[str, object] = {
+    "path": '/x/"quoted"/ünï/token=opaque-7654321',
+    "client": ("10.0.0.7", 4711),
+}
+
+
+def _logged_in_context(scope: dict[str, object]) -> None:
+    def log() -> None:
+        request_id.set("req-abcdef12")
+        log_access(scope, "POST", "/x/{rest:path}", 201, 0.0123456)
+
+    contextvars.copy_context().run(log)
+
+
+def test_the_direct_line_is_the_formatters_line(
+    direct: tuple[logging.StreamHandler[io.StringIO], io.StringIO],
+) -> None:
+    handler, stream = direct
+    assert direct_handler(access_log.logger, logging.INFO) is handler
+    _logged_in_context(_SCOPE)
+    # A second handler: the record now goes through logging and the formatter.
+    formatted = io.StringIO()
+    other = logging.StreamHandler(formatted)
+    other.setFormatter(JsonFormatter())
+    access_log.logger.addHandler(other)
+    try:
+        _logged_in_context(_SCOPE)
+    finally:
+        access_log.logger.removeHandler(other)
+    direct_line, through_logging = lines(stream)
+    assert through_logging == json.loads(formatted.getvalue())
+    for line in (direct_line, through_logging):
+        line.pop("time")
+    assert direct_line == through_logging
+    assert list(direct_line) == list(through_logging)  # the same order of fields
+    assert direct_line == {
+        "level": "INFO",
+        "logger": "bff.access",
+        "message": f'POST /x/"quoted"/ünï/token={MASK} 201',
+        "request_id": "req-abcdef12",
+        "method": "POST",
+        "route": "/x/{rest:path}",
+        "status": 201,
+        "duration_ms": 12.346,
+        "client": "10.0.0.7:4711",
+    }
+
+
+def test_a_direct_line_without_a_request_id_has_none(
+    direct: tuple[logging.StreamHandler[io.StringIO], io.StringIO],
+) -> None:
+    _handler, stream = direct
+    contextvars.Context().run(log_access, {"path": "/", "client": None}, "GET", "/", 200, 0.001)
+    (line,) = lines(stream)
+    assert "request_id" not in line and line["client"] is None
+
+
+def test_a_secret_registered_later_is_masked_in_a_path_logged_before(
+    direct: tuple[logging.StreamHandler[io.StringIO], io.StringIO],
+) -> None:
+    _handler, stream = direct
+    secret = "registered-later-5f2e9d"
+    scope: dict[str, object] = {"path": f"/a/{secret}", "client": None}
+    _logged_in_context(scope)
+    register_secret(secret)
+    _logged_in_context(scope)
+    before, after = lines(stream)
+    assert before["message"] == f"POST /a/{secret} 201"
+    assert after["message"] == f"POST /a/{MASK} 201"
+
+
+def test_the_handlers_level_and_filters_are_honoured(
+    direct: tuple[logging.StreamHandler[io.StringIO], io.StringIO],
+) -> None:
+    handler, stream = direct
+    logger = access_log.logger
+    handler.setLevel(logging.WARNING)
+    assert direct_handler(logger, logging.INFO) is None
+    _logged_in_context(_SCOPE)
+    assert stream.getvalue() == ""
+    handler.setLevel(logging.NOTSET)
+
+    def drop_everything(record: logging.LogRecord) -> bool:
+        return False
+
+    for holder in (handler, logger):
+        holder.addFilter(drop_everything)
+        assert direct_handler(logger, logging.INFO) is None
+        _logged_in_context(_SCOPE)
+        holder.removeFilter(drop_everything)
+    assert stream.getvalue() == ""
+
+
+def test_a_handler_of_another_kind_gets_a_record(
+    direct: tuple[logging.StreamHandler[io.StringIO], io.StringIO],
+) -> None:
+    handler, _stream = direct
+    records: list[logging.LogRecord] = []
+
+    class Recording(logging.StreamHandler[io.StringIO]):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    recording = Recording(io.StringIO())
+    recording.setFormatter(JsonFormatter())
+    logger = access_log.logger
+    logger.removeHandler(handler)
+    logger.addHandler(recording)
+    try:
+        _logged_in_context(_SCOPE)
+    finally:
+        logger.removeHandler(recording)
+        logger.addHandler(handler)
+    (record,) = records
+    assert record.getMessage() == f"POST {_SCOPE['path']} 201"
+
+
+def test_the_app_writes_direct_lines_with_the_request_id(
+    client: TestClient,
+    direct: tuple[logging.StreamHandler[io.StringIO], io.StringIO],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _handler, stream = direct
+
+    def no_record(*args: object, **kwargs: object) -> logging.LogRecord:
+        raise AssertionError("a LogRecord was made")
+
+    monkeypatch.setattr(access_log.logger, "makeRecord", no_record)
+    responses = [client.get("/healthz?ticket=tkt-5566778899") for _ in range(3)]
+    # The lines of one turn of the event loop are written at the start of the next.
+    call(client, lambda: asyncio.sleep(0))
+    written = lines(stream)
+    assert [line["request_id"] for line in written] == [
+        response.headers["x-request-id"] for response in responses
+    ]
+    line = written[0]
+    assert (line["message"], line["route"], line["status"]) == ("GET /healthz 200", "/healthz", 200)
+    assert "tkt-5566778899" not in stream.getvalue()
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_in_an_event_loop_one_turns_lines_are_written_together_at_the_next(
+    direct: tuple[logging.StreamHandler[io.StringIO], io.StringIO],
+) -> None:
+    handler, _stream = direct
+    counting = CountingStream()
+    handler.setStream(counting)
+
+    async def three_requests() -> str:
+        for number in range(3):
+            request_id.set(f"req-0000000{number}")
+            log_access({"path": f"/{number}", "client": None}, "GET", "/", 200, 0.001)
+        during = counting.getvalue()
+        await asyncio.sleep(0)
+        return during
+
+    assert asyncio.run(three_requests()) == ""
+    assert counting.writes == 1
+    written = lines(counting)
+    assert [line["message"] for line in written] == ["GET /0 200", "GET /1 200", "GET /2 200"]
+    assert [line["request_id"] for line in written] == [f"req-0000000{n}" for n in range(3)]

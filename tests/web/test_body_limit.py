@@ -6,11 +6,15 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message
 
-from bff.web.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
+from bff.web.body_limit import MAX_BODY_BYTES, limit_body
 from tests.web.helpers import login_token, make_user, session_cookie, sign_in
 
 EMAIL = "ann@example.com"
@@ -60,17 +64,43 @@ def test_sign_in_still_works(client: TestClient) -> None:
 
 @pytest.mark.anyio
 async def test_a_declared_length_over_the_limit_is_refused_without_reading() -> None:
-    async def route(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-
     async def receive() -> Message:
         raise AssertionError("the body was read")
 
-    async def send(message: Message) -> None:
-        raise AssertionError("nothing is sent by the middleware itself")
-
-    declared = str(MAX_BODY_BYTES + 1).encode()
-    scope = {"type": "http", "path": "/login", "headers": [(b"content-length", declared)]}
+    limited = limit_body(receive, str(MAX_BODY_BYTES + 1).encode())
     with pytest.raises(HTTPException) as refused:
-        await BodyLimitMiddleware(route)(scope, receive, send)
+        await limited()
     assert refused.value.status_code == 413
+
+
+@pytest.mark.anyio
+async def test_chunks_are_counted_until_the_limit() -> None:
+    chunks = [b"x" * 40_000, b"x" * 25_536, b"x"]
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
+
+    limited = limit_body(receive, None)
+    assert len((await limited())["body"]) == 40_000
+    assert len((await limited())["body"]) == 25_536  # exactly the limit: still read
+    with pytest.raises(HTTPException) as refused:
+        await limited()
+    assert refused.value.status_code == 413
+
+
+def test_a_request_without_a_body_keeps_the_servers_receive(client: TestClient) -> None:
+    # No Content-Length and no Transfer-Encoding: no body (RFC 9112), nothing to wrap.
+    seen: list[object] = []
+
+    async def probe(request: Request) -> Response:
+        seen.append(request.receive)
+        return PlainTextResponse("ok")
+
+    app = client.app
+    assert isinstance(app, Starlette)
+    app.router.routes.insert(0, Route("/_probe", probe, methods=["GET", "POST"]))
+    client.get("/_probe")
+    client.post("/_probe", content=b"abc")
+    unwrapped, wrapped = seen
+    assert getattr(unwrapped, "__name__", "") != "limited_receive"
+    assert getattr(wrapped, "__name__", "") == "limited_receive"

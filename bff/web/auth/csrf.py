@@ -9,7 +9,7 @@ minted the first time a page asks for :func:`csrf_token` without a session.
 A forged sign-in ("login CSRF") therefore needs the victim's pre-session cookie,
 which a foreign site can neither read nor set.
 
-:class:`CrossSiteMiddleware` refuses POST, PUT, PATCH and DELETE when
+:class:`CrossSiteCheck` refuses POST, PUT, PATCH and DELETE when
 ``Sec-Fetch-Site`` is ``cross-site`` or ``Origin`` names another origin than
 ``BFF_PUBLIC_URL`` (or the host the request was sent to). ``Origin: null`` is
 accepted only with ``Sec-Fetch-Site: same-origin``: that is what a browser sends
@@ -24,15 +24,17 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
-from starlette.datastructures import FormData, Headers, MutableHeaders
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from bff.settings import Settings
-from bff.web.auth.cookies import CookieJar, parse_cookie_header, set_cookie_header
+from bff.web.auth.cookies import CookieJar, set_cookie_header
 from bff.web.auth.guard import current_session
 from bff.web.errors import error_page
 from bff.web.security import origin_of
@@ -105,67 +107,66 @@ def _derive(secret: str) -> str:
     return hmac.new(secret.encode(), b"bff.csrf.v1", hashlib.sha256).hexdigest()
 
 
-class CrossSiteMiddleware:
-    """Pure ASGI: refuses cross-site unsafe requests, and reads and writes the
-    pre-session cookie."""
+class CrossSiteCheck:
+    """Which unsafe requests to refuse, and the pre-session cookie, for one set of
+    settings; :class:`~bff.web.request_pipeline.RequestPipeline` asks it on every
+    request."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
+    def __init__(self, settings: Settings) -> None:
         self.cookies = CookieJar(settings)
         self.public_origin = origin_of(settings.public_url).lower()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        if scope["method"] in UNSAFE_METHODS and self._cross_site(scope, headers):
-            logger.warning(
-                "refused a cross-site %s request",
-                scope["method"],
-                extra={
-                    "origin": headers.get("origin"),
-                    "fetch_site": headers.get("sec-fetch-site"),
-                },
-            )
-            response = _forbidden(Request(scope, receive))
-            await response(scope, receive, send)
-            return
-        cookie = parse_cookie_header(headers.get("cookie", "")).get(self.cookies.presession_name)
-        state = scope.setdefault("state", {})
-        state[_PRESESSION] = self.cookies.unsign_presession(cookie, PRESESSION_MAX_AGE)
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start" and state.get(_PRESESSION_NEW):
-                MutableHeaders(scope=message).append(
-                    "set-cookie",
-                    set_cookie_header(
-                        self.cookies.presession_name,
-                        self.cookies.sign_presession(state[_PRESESSION_NEW]),
-                        max_age=None,
-                        secure=self.cookies.secure,
-                        same_site="Lax",
-                    ),
-                )
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
-
-    def _cross_site(self, scope: Scope, headers: Headers) -> bool:
-        fetch_site = headers.get("sec-fetch-site", "").lower()
+    def refuses(
+        self,
+        method: str,
+        *,
+        origin: str | None,
+        fetch_site: str | None,
+        host: str | None,
+        scheme: str,
+    ) -> bool:
+        """Whether this request is an unsafe one from another site."""
+        if method not in UNSAFE_METHODS:
+            return False
+        fetch_site = (fetch_site or "").lower()
         if fetch_site == "cross-site":
             return True
-        origin = headers.get("origin")
         if origin is None:
             return False
         origin = origin.strip().lower()
         if origin == "null":
             return fetch_site != "same-origin"
         own = {self.public_origin}
-        host = headers.get("host")
         if host:
-            own.add(f"{scope.get('scheme', 'http')}://{host}".lower())
+            own.add(f"{scheme}://{host}".lower())
         return origin not in own
+
+    def refusal(
+        self, scope: Scope, receive: Receive, *, origin: str | None, fetch_site: str | None
+    ) -> Response:
+        logger.warning(
+            "refused a cross-site %s request",
+            scope["method"],
+            extra={"origin": origin, "fetch_site": fetch_site},
+        )
+        return _forbidden(Request(scope, receive))
+
+    def read_presession(self, state: dict[str, Any], cookie: str | None) -> None:
+        """Put the pre-session nonce of a valid cookie where :func:`csrf_token` finds it."""
+        state[_PRESESSION] = self.cookies.unsign_presession(cookie, PRESESSION_MAX_AGE)
+
+    def new_presession_cookie(self, state: Mapping[str, Any]) -> bytes | None:
+        """The ``Set-Cookie`` value for a pre-session this request minted, if any."""
+        nonce = state.get(_PRESESSION_NEW)
+        if not nonce:
+            return None
+        return set_cookie_header(
+            self.cookies.presession_name,
+            self.cookies.sign_presession(nonce),
+            max_age=None,
+            secure=self.cookies.secure,
+            same_site="Lax",
+        ).encode("latin-1")
 
 
 def _forbidden(request: Request) -> Response:

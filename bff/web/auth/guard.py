@@ -1,6 +1,6 @@
-"""Who is signed in: the session middleware, and what routes ask of it.
+"""Who is signed in: the sessions of each request, and what routes ask of it.
 
-:class:`SessionMiddleware` reads the session cookie once per request, verifies
+:class:`SessionResolver` reads the session cookie once per request, verifies
 its signature and loads the server-side session (from the store's cache). A
 cookie that fails verification is ignored, exactly like no cookie; a validly
 signed cookie whose session has ended (expired, logged out, revoked) marks the
@@ -30,18 +30,18 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 from urllib.parse import urlencode
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
+from starlette.types import ExceptionHandler
 
 from bff.errors import SessionEnded
 from bff.settings import Settings
-from bff.web.auth.cookies import CookieJar, parse_cookie_header, set_cookie_header
+from bff.web.auth.cookies import CookieJar, set_cookie_header
 from bff.web.auth.sessions import Session, SessionStore
 from bff.web.errors import problem, wants_problem
 from bff.web.services import services
@@ -156,32 +156,38 @@ EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
 }
 
 
-class SessionMiddleware:
-    """Pure ASGI: puts the request's session (or None) where :func:`current_session`
-    finds it. Needs the lifespan's ``services.sessions``."""
+class SessionResolver:
+    """Finds the request's sessions from its cookies (and on :data:`HANDLE_PATH`, the
+    handle) and puts them where :func:`current_session` and :func:`embed_session` find
+    them; :class:`~bff.web.request_pipeline.RequestPipeline` calls it on every request.
+    Needs the lifespan's ``services.sessions``."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
+    def __init__(self, settings: Settings) -> None:
         self.cookies = CookieJar(settings)
+        self._names = (
+            (self.cookies.session_name, False),
+            (self.cookies.embed_session_name, True),
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
-        headers = Headers(scope=scope)
-        sent = parse_cookie_header(headers.get("cookie", ""))
+    async def resolve(
+        self,
+        state: dict[str, Any],
+        sent: Mapping[str, str],
+        *,
+        method: str,
+        path: str,
+        handle: str | None,
+    ) -> list[str]:
+        """Fill ``state``; returns the names of the stale cookies to clear."""
         store: SessionStore = state["services"].sessions
         found: dict[bool, Session | None] = {}
         stale: list[str] = []
-        ended: dict[bool, bool] = {False: False, True: False}
-        for name, embedded in (
-            (self.cookies.session_name, False),
-            (self.cookies.embed_session_name, True),
-        ):
-            if name not in sent:
+        ended = {False: False, True: False}
+        for name, embedded in self._names:
+            value = sent.get(name)
+            if value is None:
                 continue
-            session_id = self.cookies.unsign_session(sent[name])
+            session_id = self.cookies.unsign_session(value)
             loaded = None if session_id is None else await store.load(session_id)
             if loaded is None:
                 ended[embedded] = session_id is not None
@@ -191,33 +197,28 @@ class SessionMiddleware:
         session = found.get(False) or found.get(True)
         state[_SESSION] = session
         state[_SESSION_ENDED] = session is None and (ended[False] or ended[True])
-        if scope["method"] == "GET" and HANDLE_PATH.fullmatch(scope["path"]):
+        if method == "GET" and path.startswith("/embed/") and HANDLE_PATH.fullmatch(path):
             # The cookieless fallback: this route's embed session is the handle's only.
-            found[True], ended[True] = await self._handle_session(store, headers)
+            found[True], ended[True] = await self._handle_session(store, handle)
         state[_EMBED_SESSION] = found.get(True)
         state[_EMBED_ENDED] = ended[True]
-        if not stale:
-            await self.app(scope, receive, send)
-            return
+        return stale
 
-        async def send_clearing_stale(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                already = [value for key, value in headers.items() if key == "set-cookie"]
-                for name in stale:
-                    # A sign-in on this very request sets a new cookie of that name.
-                    if not any(value.startswith(f"{name}=") for value in already):
-                        headers.append("set-cookie", self._expired_cookie(name))
-            await send(message)
-
-        await self.app(scope, receive, send_clearing_stale)
+    def clear_stale(self, raw: list[tuple[bytes, bytes]], stale: list[str]) -> None:
+        """Append to a response's headers the deletion of each stale cookie, unless the
+        response sets a new cookie of that name (a sign-in on this very request)."""
+        already = [value for key, value in raw if key == b"set-cookie"]
+        for name in stale:
+            prefix = f"{name}=".encode("latin-1")
+            if not any(value.startswith(prefix) for value in already):
+                raw.append((b"set-cookie", self._expired_cookie(name).encode("latin-1")))
 
     async def _handle_session(
-        self, store: SessionStore, headers: Headers
+        self, store: SessionStore, handle: str | None
     ) -> tuple[Session | None, bool]:
         """The handle's live embedded session (or None), and whether it was a genuine
         handle of a session that has ended."""
-        session_id = self.cookies.unsign_session(headers.get(HANDLE_HEADER))
+        session_id = self.cookies.unsign_session(handle)
         if session_id is None:
             return None, False
         loaded = await store.load(session_id)

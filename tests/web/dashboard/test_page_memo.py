@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from bff.clock import ManualClock
 from bff.demo.vendor import VendorConfig
 from bff.settings import Settings
+from bff.web.security import content_security_policy
 from tests.web.dashboard.fixtures import (
     ANALYST,
     ANALYST_PAIRS,
@@ -112,3 +113,30 @@ def test_the_memo_keeps_at_most_its_size(client: TestClient) -> None:
         client.post("/scope", data={"scope": "/".join(pair), "csrf_token": form_token(page.text)})
         client.get("/")
     assert len(memo._pages) == 2
+
+
+def test_the_pages_headers_are_built_once_and_the_body_length_is_exact(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+
+    def counting(nonce: str, **directives: Any) -> str:
+        built.append(nonce)
+        return content_security_policy(nonce, **directives)
+
+    monkeypatch.setattr("bff.web.dashboard.page.content_security_policy", counting)
+    sign_in_analyst(client)
+    client.get("/")
+    client.get("/")
+    built.clear()
+    views = [client.get("/") for _ in range(3)]
+    assert built == []
+    for view in views:
+        assert view.headers["content-length"] == str(len(view.content))
+        assert view.headers["content-type"] == "text/html; charset=utf-8"
+        assert (view.headers["cache-control"], view.headers["referrer-policy"]) == (
+            "no-store",
+            "no-referrer",
+        )
+        in_page, in_policy = nonces(view.text, view.headers["content-security-policy"])
+        assert len(in_page) == 1 and in_page == in_policy
