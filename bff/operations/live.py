@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Protocol
 
 
@@ -20,7 +20,7 @@ class SessionRevoker(Protocol):
 class MappingCache(Protocol):
     """The part of :class:`bff.web.auth.access.Mappings` operations need."""
 
-    def forget(self, user_id: int) -> None: ...
+    async def forget(self, user_ids: Collection[int]) -> None: ...
 
 
 class TokenPurger(Protocol):
@@ -32,7 +32,8 @@ class TokenPurger(Protocol):
 @dataclasses.dataclass(frozen=True)
 class Live:
     """The running app's session store, mapping cache and token broker; absent in
-    another process."""
+    another process. The store and the cache also tell every other process that hears
+    the revocation broadcast (:mod:`bff.shared.revocations`)."""
 
     sessions: SessionRevoker
     mappings: MappingCache
@@ -43,7 +44,7 @@ async def user_changed(live: Live | None, user_id: int) -> None:
     """A user was disabled or deleted: every session ends, cached pairs are dropped."""
     if live is None:
         return
-    live.mappings.forget(user_id)
+    await live.mappings.forget([user_id])
     await live.sessions.revoke_user(user_id)
 
 
@@ -52,8 +53,7 @@ async def mappings_removed(live: Live | None, removed: Iterable[tuple[int, str, 
     if live is None:
         return
     removed = list(removed)
-    for user_id in {user_id for user_id, _, _ in removed}:
-        live.mappings.forget(user_id)
+    await live.mappings.forget({user_id for user_id, _, _ in removed})
     for user_id, tenant_id, sub_tenant_id in removed:
         await live.sessions.revoke_scope(user_id, tenant_id, sub_tenant_id)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 from sqlalchemy import Executable, event, select
 from sqlalchemy.orm import Session
@@ -36,8 +36,8 @@ class FakeLive:
         self.revoked_partner_apps.append(partner_app_id)
         return 0
 
-    def forget(self, user_id: int) -> None:
-        self.forgotten.append(user_id)
+    async def forget(self, user_ids: Collection[int]) -> None:
+        self.forgotten.extend(sorted(user_ids))
 
     async def purge_pairs(self, tenant_id: str, sub_tenant_id: str | None = None) -> int:
         self.purged_pairs.append((tenant_id, sub_tenant_id))

@@ -7,18 +7,22 @@ Every page view asks, so the answers are cached in process the way sessions are
 ``revalidate_seconds``, and at once whenever a pair is asked for that the cache
 does not hold, so a new mapping shows up on the next request. A mapping removed
 through :func:`bff.operations.mappings.unmap_pair` is forgotten at once and ends the
-sessions using it; one removed behind the server's back (another instance, a manual SQL fix)
-stops working within the revalidation window, like a session revoked elsewhere.
+sessions using it, in every process that hears the revocation broadcast
+(:mod:`bff.shared.revocations`); one removed behind the server's back (the CLI, a manual
+SQL fix), or while the broadcast is down, stops working within the revalidation window,
+like a session revoked elsewhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from sqlalchemy import select
 
 from bff.clock import Clock
+from bff.shared.revocations import MappingsRevoked, Revocations
 from bff.store.database import Database
 from bff.store.models import UserScope
 from bff.web.auth.sessions import CACHE_SIZE, REVALIDATE_SECONDS
@@ -42,6 +46,7 @@ class Mappings:
         *,
         revalidate_seconds: float = REVALIDATE_SECONDS,
         cache_size: int = CACHE_SIZE,
+        revocations: Revocations | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
@@ -50,6 +55,9 @@ class Mappings:
         self._cache: OrderedDict[int, _Entry] = OrderedDict()
         # Bumped by every forget(): a read that overlapped one may predate the removal.
         self._forgotten = 0
+        self._revocations = revocations
+        if revocations is not None:
+            revocations.on_mappings(self._revoked_elsewhere, self._drop_all)
 
     async def pairs(self, user_id: int) -> tuple[Pair, ...]:
         """The user's mapped pairs, in a stable order; an empty answer is always re-read."""
@@ -65,9 +73,29 @@ class Mappings:
         # A miss is always asked of the database: the mapping may be new.
         return pair in (await self._fetch(user_id)).pairs
 
-    def forget(self, user_id: int) -> None:
+    async def forget(self, user_ids: Iterable[int]) -> None:
+        """The users' mappings changed: drop their pairs here and in every other process."""
+        user_ids = set(user_ids)
+        if not user_ids:
+            return
+        self._drop(user_ids)
+        if self._revocations is not None:
+            await self._revocations.mappings_revoked(user_ids)
+
+    def _drop(self, user_ids: Iterable[int]) -> None:
         self._forgotten += 1
-        self._cache.pop(user_id, None)
+        for user_id in user_ids:
+            self._cache.pop(user_id, None)
+
+    def _drop_all(self) -> None:
+        self._forgotten += 1
+        self._cache.clear()
+
+    def _revoked_elsewhere(self, revoked: MappingsRevoked) -> None:
+        if revoked.user_ids is None:
+            self._drop_all()
+        else:
+            self._drop(revoked.user_ids)
 
     def _stale(self, entry: _Entry) -> bool:
         return self._clock.monotonic() - entry.fetched_at >= self._revalidate

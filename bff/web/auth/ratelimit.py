@@ -25,21 +25,21 @@ owner's sign-in the distributed guessing against their own account. Failures are
 counted whether or not the account exists, so the limits reveal nothing about which
 e-mails are real.
 
-The counters live in process memory (at most ``MAX_KEYS`` keys per window): with several
-instances each enforces the limits on its own share of the traffic. Everything that
-reads or changes them is :meth:`~LoginRateLimiter.reserve` and
-:meth:`~LoginRateLimiter.settle`, which a shared (Redis) implementation can provide in
-one round trip each.
+With ``shared`` (a :class:`~bff.shared.redis_link.RedisLink`) the windows are counted in
+Redis, so every process and instance enforces the same limits; without it, and while
+Redis is unreachable, each process counts in its own memory and enforces them on its
+own share of the traffic (:mod:`bff.shared.counters`). :meth:`~LoginRateLimiter.reserve`
+and :meth:`~LoginRateLimiter.settle` are one round trip each.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections import OrderedDict, deque
 from typing import Literal
 
 from bff.clock import Clock
+from bff.shared.counters import Counters, Taken, Window
+from bff.shared.redis_link import RedisLink
 
 # A typing slip or two and a forgotten password manager fit in 5; more from the same
 # place is guessing.
@@ -50,70 +50,8 @@ PER_ADDRESS = 50
 # day), and the owner is locked out only by 20 addresses guessing together.
 PER_ACCOUNT = 100
 WINDOW_SECONDS = 15 * 60
-MAX_KEYS = 100_000
 
 Outcome = Literal["success", "failure", "not_checked"]
-
-
-class SlidingWindowLimiter:
-    """At most ``limit`` recorded events per key within ``window`` seconds (on the
-    clock's monotonic time, so setting the wall clock neither lifts nor extends a limit)."""
-
-    def __init__(self, clock: Clock, *, limit: int, window: float) -> None:
-        self._clock = clock
-        self.limit = limit
-        self.window = window
-        self._events: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def retry_after(self, key: str) -> int | None:
-        """Seconds until ``key`` may record again, or None when it may now."""
-        events = self._prune(key)
-        if events is None or len(events) < self.limit:
-            return None
-        wait = events[0] + self.window - self._clock.monotonic()
-        return max(1, math.ceil(wait))
-
-    def record(self, key: str) -> float:
-        """Record an event now; returns its time, to :meth:`discard` it later."""
-        now = self._clock.monotonic()
-        events = self._prune(key)
-        if events is None:
-            events = self._events[key] = deque()
-        events.append(now)
-        self._events.move_to_end(key)
-        while len(self._events) > MAX_KEYS:
-            self._events.popitem(last=False)
-        return now
-
-    def discard(self, key: str, at: float) -> None:
-        """Forget one event recorded at ``at`` (nothing if it has expired or was cleared)."""
-        events = self._events.get(key)
-        if events is None:
-            return
-        try:
-            events.remove(at)
-        except ValueError:
-            return
-        if not events:
-            del self._events[key]
-
-    def clear(self, key: str) -> None:
-        self._events.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._events)
-
-    def _prune(self, key: str) -> deque[float] | None:
-        events = self._events.get(key)
-        if events is None:
-            return None
-        horizon = self._clock.monotonic() - self.window
-        while events and events[0] <= horizon:
-            events.popleft()
-        if not events:
-            del self._events[key]
-            return None
-        return events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +60,7 @@ class Reservation:
 
     email: str
     address: str
-    at: float
+    taken: Taken = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,48 +82,42 @@ class LoginRateLimiter:
         per_address: int = PER_ADDRESS,
         per_account: int = PER_ACCOUNT,
         window: float = WINDOW_SECONDS,
+        shared: RedisLink | None = None,
     ) -> None:
         self.per_account_at_address = per_account_at_address
         self.per_address = per_address
         self.per_account = per_account
         self.window = window
-        self._pairs = SlidingWindowLimiter(clock, limit=per_account_at_address, window=window)
-        self._addresses = SlidingWindowLimiter(clock, limit=per_address, window=window)
-        self._accounts = SlidingWindowLimiter(clock, limit=per_account, window=window)
+        self._pairs = Window("signin.account-address", per_account_at_address, window)
+        self._addresses = Window("signin.address", per_address, window)
+        self._accounts = Window("signin.account", per_account, window)
+        self._counters = Counters(clock, shared)
 
-    def reserve(self, email: str, address: str) -> Reservation | Refusal:
-        """Count an attempt before its password is checked, or refuse it. Synchronous on
-        purpose: nothing can run between the check and the count."""
-        pair = _pair(email, address)
-        waits = [
-            wait
-            for wait in (
-                self._pairs.retry_after(pair),
-                self._addresses.retry_after(address),
-                self._accounts.retry_after(email),
-            )
-            if wait is not None
-        ]
-        if waits:
-            return Refusal(max(waits))
-        at = self._pairs.record(pair)
-        self._addresses.record(address)
-        self._accounts.record(email)
-        return Reservation(email, address, at)
+    async def reserve(self, email: str, address: str) -> Reservation | Refusal:
+        """Count an attempt before its password is checked, or refuse it; checking and
+        counting are one atomic step."""
+        taken = await self._counters.take(
+            [
+                (self._pairs, _pair(email, address)),
+                (self._addresses, address),
+                (self._accounts, email),
+            ]
+        )
+        if isinstance(taken, int):
+            return Refusal(taken)
+        return Reservation(email, address, taken)
 
-    def settle(self, reservation: Reservation, outcome: Outcome) -> None:
+    async def settle(self, reservation: Reservation, outcome: Outcome) -> None:
         """Record how the attempt ended: a failure stays counted; a success clears the
         (account, address) window and is not counted against the address or the account;
         an attempt that was never checked is not counted at all."""
         if outcome == "failure":
             return
-        pair = _pair(reservation.email, reservation.address)
+        others = (self._addresses, self._accounts)
         if outcome == "success":
-            self._pairs.clear(pair)
+            await self._counters.release(reservation.taken, others, clear=(self._pairs,))
         else:
-            self._pairs.discard(pair, reservation.at)
-        self._addresses.discard(reservation.address, reservation.at)
-        self._accounts.discard(reservation.email, reservation.at)
+            await self._counters.release(reservation.taken, (self._pairs, *others))
 
 
 def _pair(email: str, address: str) -> str:

@@ -10,6 +10,8 @@ import httpx2
 
 from bff.clock import Clock
 from bff.settings import Settings
+from bff.shared.redis_link import RedisLink
+from bff.shared.revocations import Revocations
 from bff.store.database import Database
 from bff.web.auth.cookies import CookieJar
 from bff.web.auth.metrics import AuthMetrics
@@ -29,6 +31,8 @@ class AuthServices:
     password_checks: PasswordChecks
     metrics: AuthMetrics
     oidc: OIDCClient | None
+    # The revocation broadcast, with BFF_REDIS_URL: the mappings cache listens to it too.
+    revocations: Revocations | None = None
 
 
 @asynccontextmanager
@@ -39,14 +43,18 @@ async def open_auth(
     metrics: AuthMetrics,
     *,
     oidc_transport: httpx2.AsyncBaseTransport | None = None,
+    shared: RedisLink | None = None,
 ) -> AsyncIterator[tuple[SessionStore, AuthServices]]:
-    """The session store (sweeping expired sessions while open) and the sign-in services."""
+    """The session store (sweeping expired sessions while open) and the sign-in services.
+    With ``shared``, revocations are broadcast and the sign-in limits counted in Redis."""
+    revocations = None if shared is None else Revocations(shared)
     sessions = SessionStore(
         database,
         clock,
         idle_seconds=settings.session_idle_seconds,
         max_seconds=settings.session_max_seconds,
         metrics=metrics,
+        revocations=revocations,
     )
     async with AsyncExitStack() as stack:
         oidc = None
@@ -70,9 +78,10 @@ async def open_auth(
             sessions,
             AuthServices(
                 cookies=CookieJar(settings),
-                limiter=LoginRateLimiter(clock),
+                limiter=LoginRateLimiter(clock, shared=shared),
                 password_checks=PasswordChecks(gauge=metrics.password_checks),
                 metrics=metrics,
                 oidc=oidc,
+                revocations=revocations,
             ),
         )

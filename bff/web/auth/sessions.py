@@ -9,7 +9,9 @@ this one within that time), and ``last_seen_at`` is written back at most every
 the ids deleted are dropped from the cache and remembered as dead, and a
 database read that overlapped a revocation (or a scope switch) is read again
 before anything is cached or answered, so it cannot bring back what was just
-removed.
+removed. With a revocation broadcast (:mod:`bff.shared.revocations`) every other
+process does the same on receipt, within a second; without one, or while Redis is
+unreachable, within ``revalidate_seconds``.
 
 Idle and absolute timeouts are checked on every load against the injected clock.
 An embedded (partner iframe) session lives at most :data:`EMBED_SESSION_SECONDS`
@@ -35,6 +37,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from bff.clock import Clock
 from bff.errors import NotFoundError, SessionEnded
+from bff.shared.revocations import MAX_IDS, Revocations, SessionsRevoked
 from bff.store.database import Database
 from bff.store.models import SessionRecord, User
 from bff.web.auth.metrics import AuthMetrics
@@ -124,9 +127,11 @@ class SessionStore:
         metrics: AuthMetrics | None = None,
         revalidate_seconds: float = REVALIDATE_SECONDS,
         cache_size: int = CACHE_SIZE,
+        revocations: Revocations | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
+        self._revocations = revocations
         self.idle = timedelta(seconds=idle_seconds)
         self.max_age = timedelta(seconds=max_seconds)
         self.embed_max_age = min(self.max_age, timedelta(seconds=embed_max_seconds))
@@ -140,6 +145,8 @@ class SessionStore:
         # Bumped by every write a concurrent read may have missed (a revocation, a
         # scope switch): a read that overlapped one may have seen the row before it.
         self._writes = 0
+        if revocations is not None:
+            revocations.on_sessions(self._revoked_elsewhere, self._resync)
 
     async def create(
         self,
@@ -253,29 +260,41 @@ class SessionStore:
         key = hash_session_id(session_id)
         await self._revoke(SessionRecord.id_hash == key)
         self._bury(key)  # also when the row was already gone
+        if self._revocations is not None:
+            await self._revocations.sessions_revoked([key])
         await self.refresh_metrics()
 
     async def revoke_user(self, user_id: int) -> int:
         """End every session of a user (logout everywhere, user disabled). Returns how many."""
-        count = await self._revoke(SessionRecord.user_id == user_id)
+        deleted = await self._revoke(SessionRecord.user_id == user_id)
+        if self._revocations is not None:
+            # The user, not only the rows: another process may be creating one right now.
+            await self._revocations.sessions_revoked(deleted, user_id=user_id)
         await self.refresh_metrics()
-        return count
+        return len(deleted)
 
     async def revoke_scope(self, user_id: int, tenant_id: str, sub_tenant_id: str) -> int:
         """A mapping was removed: end the user's sessions whose active pair it is."""
-        count = await self._revoke(
+        deleted = await self._revoke(
             SessionRecord.user_id == user_id,
             SessionRecord.tenant_id == tenant_id,
             SessionRecord.sub_tenant_id == sub_tenant_id,
         )
+        if self._revocations is not None and deleted:
+            # Another process switching to the pair meanwhile is stopped by the mappings.
+            await self._revocations.sessions_revoked(
+                deleted, user_id=user_id if len(deleted) > MAX_IDS else None
+            )
         await self.refresh_metrics()
-        return count
+        return len(deleted)
 
     async def revoke_partner_app(self, partner_app_id: int) -> int:
         """A partner app was revoked or its secret replaced: end its embed sessions."""
-        count = await self._revoke(SessionRecord.partner_app_id == partner_app_id)
+        deleted = await self._revoke(SessionRecord.partner_app_id == partner_app_id)
+        if self._revocations is not None:
+            await self._revocations.sessions_revoked(deleted, partner_app_id=partner_app_id)
         await self.refresh_metrics()
-        return count
+        return len(deleted)
 
     async def sweep(self) -> int:
         """Delete expired records; returns how many."""
@@ -408,18 +427,42 @@ class SessionStore:
             db.add(record)
             return user.email, user.is_admin
 
-    async def _revoke(self, *where: ColumnElement[bool]) -> int:
+    async def _revoke(self, *where: ColumnElement[bool]) -> list[str]:
         """Delete the matching records and bury exactly the ids deleted, whatever the
-        cache holds for them (its copy of a session's pair may be out of date)."""
+        cache holds for them (its copy of a session's pair may be out of date); returns
+        their hashes."""
         async with self._database.engine.begin() as connection:
             result = await connection.execute(
                 delete(SessionRecord).where(*where).returning(SessionRecord.id_hash)
             )
-            deleted = result.scalars().all()
+            deleted = list(result.scalars().all())
         self._writes += 1
         for key in deleted:
             self._bury(key)
-        return len(deleted)
+        return deleted
+
+    def _revoked_elsewhere(self, revoked: SessionsRevoked) -> None:
+        """Another process ended sessions: bury those ids, and evict the named user's or
+        app's sessions so that their next use reads the database."""
+        self._writes += 1  # a read under way may predate the revocation
+        for key in revoked.hashes:
+            self._bury(key)
+        user_id, app_id = revoked.user_id, revoked.partner_app_id
+        if user_id is None and app_id is None:
+            return
+        evicted = [
+            key
+            for key, entry in self._cache.items()
+            if (user_id is not None and entry.session.user_id == user_id)
+            or (app_id is not None and entry.session.partner_app_id == app_id)
+        ]
+        for key in evicted:
+            del self._cache[key]
+
+    def _resync(self) -> None:
+        """Revocation messages may have been lost: read every session again on its next use."""
+        self._writes += 1
+        self._cache.clear()
 
     async def _delete(self, *where: ColumnElement[bool]) -> int:
         async with self._database.session() as db:

@@ -86,9 +86,9 @@ async def login(request: Request) -> Response:
 
     address = request.client.host if request.client else "unknown"
     limiter = svc.auth.limiter
-    # Counted before it is checked, with no await in between: concurrent attempts
-    # cannot all pass a limit that none of them has been counted against yet.
-    attempt = limiter.reserve(email, address)
+    # Counted before it is checked, in one atomic step: concurrent attempts cannot all
+    # pass a limit that none of them has been counted against yet.
+    attempt = await limiter.reserve(email, address)
     if isinstance(attempt, Refusal):
         wait = attempt.retry_after
         metrics.login("password", "rate_limited")
@@ -105,7 +105,7 @@ async def login(request: Request) -> Response:
     checks = svc.auth.password_checks
     with checks.admit() as admitted:
         if not admitted:
-            limiter.settle(attempt, "not_checked")
+            await limiter.settle(attempt, "not_checked")
             metrics.login("password", "busy")
             logger.warning("sign-in busy", extra={"retry_after": BUSY_RETRY_AFTER})
             return render_login(
@@ -118,13 +118,13 @@ async def login(request: Request) -> Response:
             )
         user_id = await _check_password(svc, checks, email, password)
     if user_id is None:
-        limiter.settle(attempt, "failure")
+        await limiter.settle(attempt, "failure")
         metrics.login("password", "invalid")
         return render_login(
             request, next_path=next_path, email=email, error=INVALID_CREDENTIALS, status=400
         )
 
-    limiter.settle(attempt, "success")
+    await limiter.settle(attempt, "success")
     metrics.login("password", "success")
     response = RedirectResponse(next_path, status_code=303)
     await complete_sign_in(request, response, user_id)

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from bff.clock import Clock
 from bff.operations.partner_apps import credential_generation
 from bff.settings import Settings
+from bff.shared.redis_link import RedisLink
 from bff.web.partner.bearer import PartnerTokens
 from bff.web.partner.limits import PartnerLimits
 from bff.web.services import services
@@ -42,9 +43,13 @@ class PartnerServices:
     limits: PartnerLimits
 
 
-def open_partner(settings: Settings, clock: Clock) -> PartnerServices:
+def open_partner(
+    settings: Settings, clock: Clock, shared: RedisLink | None = None
+) -> PartnerServices:
+    """The partner wing's services; its rate limits counted in Redis with ``shared``."""
     return PartnerServices(
-        PartnerTokens(settings.secret_keys, settings.public_url), PartnerLimits(clock)
+        PartnerTokens(settings.secret_keys, settings.public_url),
+        PartnerLimits(clock, shared=shared),
     )
 
 
@@ -69,7 +74,7 @@ async def authenticate_partner(request: Request) -> PartnerCaller:
             f"This partner token is not valid or has expired; get a new one from {TOKEN_PATH}.",
             headers={"WWW-Authenticate": INVALID_TOKEN},
         )
-    wait = svc.partner.limits.api_call(claims.app_id)
+    wait = await svc.partner.limits.api_call(claims.app_id)
     if wait is not None:
         raise HTTPException(
             429,

@@ -1,12 +1,13 @@
 """The partner API's rate limits: failed token requests, and API calls per app.
 
-Each is a sliding window of :data:`WINDOW_SECONDS` (one minute) in process memory
-(:class:`~bff.web.auth.ratelimit.SlidingWindowLimiter`), so with several instances each
-enforces them on its own share of the traffic.
+Each is a sliding window of :data:`WINDOW_SECONDS` (one minute), counted in Redis when
+the app has one, so every process and instance enforces the same limits, else (and
+while Redis is unreachable) in each process's memory, on its own share of the traffic
+(:mod:`bff.shared.counters`).
 
 - **Failed token requests**, :data:`FAILURES_PER_CLIENT` per client id (from any
   address) and :data:`FAILURES_PER_ADDRESS` per address (for any client id). An
-  attempt is counted *before* its secret is checked, in the same synchronous step that
+  attempt is counted *before* its secret is checked, in the same atomic step that
   checks the limits (:meth:`PartnerLimits.reserve_token_attempt`), so concurrent
   attempts cannot all slip under a limit; a success is then not counted. Over a limit
   the endpoint answers 429 with ``Retry-After`` and ``{"error": "slow_down"}`` (the
@@ -24,7 +25,8 @@ import dataclasses
 import hashlib
 
 from bff.clock import Clock
-from bff.web.auth.ratelimit import SlidingWindowLimiter
+from bff.shared.counters import Counters, Taken, Window
+from bff.shared.redis_link import RedisLink
 
 WINDOW_SECONDS = 60
 FAILURES_PER_CLIENT = 10
@@ -40,8 +42,7 @@ class TokenAttempt:
 
     client_id: str
     address: str
-    client_at: float
-    address_at: float
+    taken: Taken = dataclasses.field(repr=False)
 
 
 class PartnerLimits:
@@ -53,37 +54,29 @@ class PartnerLimits:
         failures_per_address: int = FAILURES_PER_ADDRESS,
         requests_per_app: int = REQUESTS_PER_APP,
         window: float = WINDOW_SECONDS,
+        shared: RedisLink | None = None,
     ) -> None:
-        self._clients = SlidingWindowLimiter(clock, limit=failures_per_client, window=window)
-        self._addresses = SlidingWindowLimiter(clock, limit=failures_per_address, window=window)
-        self._apps = SlidingWindowLimiter(clock, limit=requests_per_app, window=window)
+        self._clients = Window("partner.token-client", failures_per_client, window)
+        self._addresses = Window("partner.token-address", failures_per_address, window)
+        self._apps = Window("partner.api-app", requests_per_app, window)
+        self._counters = Counters(clock, shared)
 
-    def reserve_token_attempt(self, client_id: str, address: str) -> TokenAttempt | int:
+    async def reserve_token_attempt(self, client_id: str, address: str) -> TokenAttempt | int:
         """Count an attempt before its secret is checked, or the seconds to wait."""
         client_id = _client_key(client_id)
-        waits = [
-            wait
-            for wait in (self._clients.retry_after(client_id), self._addresses.retry_after(address))
-            if wait is not None
-        ]
-        if waits:
-            return max(waits)
-        return TokenAttempt(
-            client_id, address, self._clients.record(client_id), self._addresses.record(address)
-        )
+        taken = await self._counters.take([(self._clients, client_id), (self._addresses, address)])
+        if isinstance(taken, int):
+            return taken
+        return TokenAttempt(client_id, address, taken)
 
-    def succeeded(self, attempt: TokenAttempt) -> None:
+    async def succeeded(self, attempt: TokenAttempt) -> None:
         """The secret was right: the attempt is no failure."""
-        self._clients.discard(attempt.client_id, attempt.client_at)
-        self._addresses.discard(attempt.address, attempt.address_at)
+        await self._counters.release(attempt.taken, (self._clients, self._addresses))
 
-    def api_call(self, app_id: int) -> int | None:
+    async def api_call(self, app_id: int) -> int | None:
         """Count one API call of the app; the seconds to wait when it is over its limit."""
-        key = str(app_id)
-        wait = self._apps.retry_after(key)
-        if wait is None:
-            self._apps.record(key)
-        return wait
+        taken = await self._counters.take([(self._apps, str(app_id))])
+        return taken if isinstance(taken, int) else None
 
 
 def _client_key(client_id: str) -> str:

@@ -156,7 +156,7 @@ async def issue_token(request: Request) -> Response:
 async def _authenticate(request: Request, client_id: str, client_secret: str) -> Response:
     svc = services(request)
     address = request.client.host if request.client else "unknown"
-    attempt = svc.partner.limits.reserve_token_attempt(client_id, address)
+    attempt = await svc.partner.limits.reserve_token_attempt(client_id, address)
     if not isinstance(attempt, TokenAttempt):
         logger.warning("partner token requests over the limit", extra={"retry_after": attempt})
         return _error(
@@ -170,7 +170,7 @@ async def _authenticate(request: Request, client_id: str, client_secret: str) ->
     if found is None:
         logger.info("partner token refused: invalid client")
         return _error(401, "invalid_client", _DESCRIPTIONS["invalid_client"], _BASIC_CHALLENGE)
-    svc.partner.limits.succeeded(attempt)
+    await svc.partner.limits.succeeded(attempt)
     issued = svc.partner.tokens.issue(
         client_id=found.app.client_id, app_id=found.app.id, generation=found.generation, now=now
     )
