@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx2
 
-from bff.broker.broker import TokenBroker
+from bff.broker.broker import ConnectionLoader, TokenBroker
 from bff.broker.cache import InMemoryTokenCache, TokenCache
 from bff.broker.connectors import Connector, build_connector
 from bff.broker.metrics import BrokerMetrics
@@ -16,6 +16,7 @@ from bff.settings import Settings
 __all__ = [
     "DEFAULT_CONNECTION",
     "BrokerPolicy",
+    "ConnectionLoader",
     "Connector",
     "InMemoryTokenCache",
     "TokenBroker",
@@ -37,8 +38,13 @@ def create_broker(
     cache: TokenCache | None = None,
     policy: BrokerPolicy | None = None,
     background: bool = True,
+    loader: ConnectionLoader | None = None,
 ) -> TokenBroker:
-    """The broker for ``settings``: connection ``"default"`` from ``BFF_UPSTREAM_*``, if set."""
+    """The broker for ``settings``: connection ``"default"`` from ``BFF_UPSTREAM_*``, if set.
+
+    ``cache``: where tokens are kept (in this process's memory by default; a
+    :class:`bff.shared.token_cache.RedisTokenCache` shares them across instances).
+    ``loader``: reads one connection afresh, for changes another instance announces."""
     clock = clock or SystemClock()
     upstream = settings.upstream
     connections = {}
@@ -54,4 +60,5 @@ def create_broker(
         timeout=upstream.timeout,
         max_concurrency=upstream.max_concurrency,
         background=background,
+        loader=loader,
     )

@@ -24,6 +24,15 @@ credentials are tried at once, without waiting for the discarded call.
 Background work runs as asyncio tasks owned by the broker and cancelled by
 ``aclose()``; ``refresh_due()`` and ``wait_idle()`` let tests drive it step by step.
 
+With a cache shared by several processes (:class:`bff.shared.token_cache.RedisTokenCache`)
+every upstream call happens under the cache's lock for its key, after re-reading the
+cache: a token another instance obtained meanwhile is adopted without a vendor call,
+so refresh-ahead runs once per key across the fleet. An OAuth2 refresh token is then
+taken from that re-read token (never from this process's memory, which another
+instance's renewal may have made stale). A connection saved through
+:meth:`TokenBroker.announce_connection` is reloaded by every other broker sharing
+the cache, with the ``loader`` it was given.
+
 For the admin: ``snapshot()`` tells what this process knows of every key (expiry,
 last refresh, last error — never a token), ``refresh(scope)`` renews one key now,
 and ``history`` counts upstream calls and errors per hour (in this process only).
@@ -45,7 +54,7 @@ from prometheus_client import Counter
 
 from bff.broker.cache import InMemoryTokenCache, TokenCache, matches
 from bff.broker.circuit import CircuitBreaker
-from bff.broker.connectors import AnyConnector, PairTokenConnector
+from bff.broker.connectors import AnyConnector, OAuth2ClientCredentialsConnector, PairTokenConnector
 from bff.broker.connectors.base import Issued, Send
 from bff.broker.expiry import refresh_time, vendor_token
 from bff.broker.history import UpstreamHistory
@@ -69,6 +78,9 @@ from bff.errors import (
 logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+# Reads a connection's current settings (from the database) and builds its connector;
+# None when the connection is gone.
+ConnectionLoader = Callable[[str], Awaitable[AnyConnector | None]]
 # One upstream request of a connector, given the gateway's send.
 _Request = Callable[[Send], Awaitable[Issued]]
 __all__ = ["SHARED", "TokenBroker"]
@@ -156,6 +168,7 @@ class TokenBroker:
         sleep: Sleep = anyio.sleep,
         rng: random.Random | None = None,
         background: bool = True,
+        loader: ConnectionLoader | None = None,
     ) -> None:
         self._clock = clock
         self._policy = policy or BrokerPolicy()
@@ -181,9 +194,14 @@ class TokenBroker:
         self._tasks: set[asyncio.Task[VendorToken]] = set()
         self._scheduler: asyncio.Task[None] | None = None
         self._closed = False
+        # A token was asked for: from then on, a replaced connection's tokens go everywhere.
+        self._serving = False
         self.history = UpstreamHistory(clock)
         for connection_id, connector in connections.items():
             self.add_connection(connection_id, connector)
+        self._loader = loader
+        if loader is not None:
+            self._cache.on_connection_changed(self._reload)
 
     # -- public interface ------------------------------------------------------------
 
@@ -198,11 +216,16 @@ class TokenBroker:
     async def replace_connection(self, connection_id: str, connector: AnyConnector) -> int:
         """Add the connection, or replace it (new credentials, another kind): its cached
         tokens, remembered failures, cool-down and circuit go, and calls the old
-        connector has in flight are discarded. Returns how many tokens were dropped."""
+        connector has in flight are discarded. Returns how many tokens were dropped.
+
+        Before this broker served any token (start-up, loading the stored connections)
+        only this process's state goes: the tokens other instances share were obtained
+        with the same stored settings, and purging them would cost the whole fleet a
+        vendor call per key each time an instance starts."""
         # Swapped before the purge: every call started from here on uses the new connector.
         self._connections[connection_id] = self._new_connection(connection_id, connector)
         self._metrics.circuit_state.labels(connection_id).set(0)
-        return await self.purge(connection_id=connection_id)
+        return await self._purge(connection_id, None, None, everywhere=self._serving)
 
     def _new_connection(self, connection_id: str, connector: AnyConnector) -> _Connection:
         breaker = CircuitBreaker(
@@ -223,9 +246,34 @@ class TokenBroker:
     def has_connection(self, connection_id: str) -> bool:
         return connection_id in self._connections
 
+    async def announce_connection(self, connection_id: str) -> None:
+        """After a connection was saved or deleted (and replaced here): its tokens go
+        from the shared cache, whoever obtained them (with the old settings), and every
+        other broker sharing the cache reloads it with its ``loader``."""
+        await self._cache.purge(connection_id)
+        await self._cache.announce_connection(connection_id)
+
+    async def _reload(self, connection_id: str) -> None:
+        assert self._loader is not None
+        if self._closed:
+            return
+        try:
+            connector = await self._loader(connection_id)
+        except Exception:
+            logger.exception(
+                "vendor connection %s changed elsewhere; reloading failed", connection_id
+            )
+            return
+        logger.info("vendor connection %s changed on another instance; reloaded", connection_id)
+        if connector is None:
+            await self.remove_connection(connection_id)
+        else:
+            await self.replace_connection(connection_id, connector)
+
     async def get(self, scope: TokenScope) -> VendorToken:
         """A valid token for ``scope``; see the module docstring for what it raises."""
         connection = self._connection(scope.connection_id)
+        self._serving = True
         self._start_scheduler()
         key = connection.key(scope)
         if isinstance(connection.connector, PairTokenConnector) and key == connection.shared:
@@ -279,6 +327,16 @@ class TokenBroker:
         connection's cool-down and circuit stay: they describe the vendor, not the
         tokens; :meth:`remove_connection` drops those too.
         """
+        return await self._purge(connection_id, tenant_id, sub_tenant_id, everywhere=True)
+
+    async def _purge(
+        self,
+        connection_id: str,
+        tenant_id: str | None,
+        sub_tenant_id: str | None,
+        *,
+        everywhere: bool,
+    ) -> int:
         for key, flight in list(self._flights.items()):
             if matches(key, connection_id, tenant_id, sub_tenant_id):
                 # Let the call finish for whoever waits on it, but keep nothing from it.
@@ -289,7 +347,9 @@ class TokenBroker:
                 call.discard = True
         for key in [k for k in self._keys if matches(k, connection_id, tenant_id, sub_tenant_id)]:
             del self._keys[key]
-        return await self._cache.purge(connection_id, tenant_id, sub_tenant_id)
+        return await self._cache.purge(
+            connection_id, tenant_id, sub_tenant_id, everywhere=everywhere
+        )
 
     async def purge_pairs(self, tenant_id: str, sub_tenant_id: str | None = None) -> int:
         """Drop a tenant's (or one sub-tenant's) tokens on every connection."""
@@ -346,6 +406,7 @@ class TokenBroker:
         shared key of a connection with the per-pair step this renews its credential.
         """
         connection = self._connection(scope.connection_id)
+        self._serving = True
         key = connection.key(scope)
         if connection.source(key).single_use:
             return await self._fetch_single_use(connection, key)
@@ -367,9 +428,10 @@ class TokenBroker:
             if state.expires_at is None or state.expires_at <= now:
                 if _passed(state.retry_at, now) and _passed(state.rejected_until, now):
                     # An idle token ran out and no failure is remembered: forget the key
-                    # instead of renewing it forever.
+                    # instead of renewing it forever. Reading drops it from the cache if
+                    # it ran out there too (a shared cache may hold a newer one).
                     del self._keys[key]
-                    await self._cache.delete(key)
+                    await self._cache.get(key)
                 continue
             if not state.wanted or state.refresh_at is None or state.refresh_at > now:
                 continue
@@ -478,6 +540,7 @@ class TokenBroker:
                         self._schedule(state, current, connection)
                     return current
                 attempts = 1 if background else self._policy.attempts
+                self._resume(connection, key, current)
                 try:
                     token = await self._fetch(connection, key, attempts, flight)
                 except UpstreamError as exc:
@@ -496,6 +559,21 @@ class TokenBroker:
         finally:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+
+    def _resume(
+        self, connection: _Connection, key: TokenScope, current: VendorToken | None
+    ) -> None:
+        """Give an OAuth2 connector the refresh token of the latest token in the cache.
+
+        With a shared cache, another instance may have renewed the token (and been
+        given a new refresh token) since this process last did: its own is then stale,
+        and a vendor may revoke the whole grant when a used refresh token comes back.
+        """
+        source = connection.source(key)
+        if isinstance(source, OAuth2ClientCredentialsConnector) and (
+            current is not None or self._cache.shared
+        ):
+            source.resume(current)
 
     def _failed(
         self,
@@ -592,8 +670,7 @@ class TokenBroker:
     async def _drop_credential(self, connection: _Connection, refused: VendorToken) -> None:
         shared = connection.shared
         # Only the refused one: another pair may have replaced it already.
-        if await self._cache.get(shared) == refused:
-            await self._cache.delete(shared)
+        if await self._cache.delete(shared, refused):
             self._keys.pop(shared, None)
 
     async def _attempts(

@@ -1,15 +1,17 @@
 """Where vendor tokens are kept between requests.
 
-:class:`TokenCache` is the seam a Redis implementation fills for several
-instances: ``lock`` is the distributed single-flight lock (one upstream call per
-key across instances), and a shared store encrypts the tokens it writes. The
+:class:`TokenCache` is the seam between the broker and its storage:
+:class:`InMemoryTokenCache` for one process, and
+:class:`bff.shared.token_cache.RedisTokenCache` for several processes and
+instances, where ``lock`` is the distributed single-flight lock (one upstream call
+per key across instances) and the tokens written to Redis are encrypted. The
 broker itself deduplicates concurrent calls inside one process before it ever
-takes that lock.
+takes that lock, and re-reads the cache once it holds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -28,20 +30,43 @@ class TokenCache(Protocol):
         """Store ``token`` until its ``expires_at``."""
         ...
 
-    async def delete(self, scope: TokenScope) -> bool: ...
+    async def delete(self, scope: TokenScope, token: VendorToken | None = None) -> bool:
+        """Drop the token of ``scope`` (with ``token``: only if it is still that one)."""
+        ...
 
     async def purge(
-        self, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
+        self,
+        connection_id: str,
+        tenant_id: str | None = None,
+        sub_tenant_id: str | None = None,
+        *,
+        everywhere: bool = True,
     ) -> int:
         """Drop every token of the connection matching the given ids; return how many.
 
         Also frees their locks: a call still holding one was discarded by the purge
         (its credentials may be the replaced ones), and the next must not wait for it.
+        Not ``everywhere``: only from this process (a shared cache keeps them).
         """
         ...
 
     def lock(self, scope: TokenScope) -> AbstractAsyncContextManager[None]:
-        """Held while fetching a token for ``scope``; exclusive across every sharer of the cache."""
+        """Held while fetching a token for ``scope``; exclusive across every sharer of the
+        cache. Inside it, ``get`` answers what the sharers last wrote, and ``set`` writes
+        only while no later holder took the lock."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Other processes write to this cache too."""
+        ...
+
+    async def announce_connection(self, connection_id: str) -> None:
+        """Tell every other sharer of the cache that the connection's settings changed."""
+        ...
+
+    def on_connection_changed(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``callback(connection_id)`` for each change another sharer announces."""
         ...
 
     async def aclose(self) -> None: ...
@@ -75,11 +100,18 @@ class InMemoryTokenCache:
     async def set(self, scope: TokenScope, token: VendorToken) -> None:
         self._tokens[scope] = token
 
-    async def delete(self, scope: TokenScope) -> bool:
+    async def delete(self, scope: TokenScope, token: VendorToken | None = None) -> bool:
+        if token is not None and self._tokens.get(scope) != token:
+            return False
         return self._tokens.pop(scope, None) is not None
 
     async def purge(
-        self, connection_id: str, tenant_id: str | None = None, sub_tenant_id: str | None = None
+        self,
+        connection_id: str,
+        tenant_id: str | None = None,
+        sub_tenant_id: str | None = None,
+        *,
+        everywhere: bool = True,
     ) -> int:
         doomed = [s for s in self._tokens if matches(s, connection_id, tenant_id, sub_tenant_id)]
         for scope in doomed:
@@ -105,6 +137,16 @@ class InMemoryTokenCache:
 
     def lock(self, scope: TokenScope) -> AbstractAsyncContextManager[None]:
         return self._locked(scope)
+
+    @property
+    def shared(self) -> bool:
+        return False
+
+    async def announce_connection(self, connection_id: str) -> None:
+        return None  # nobody else shares this cache
+
+    def on_connection_changed(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        return None
 
     async def aclose(self) -> None:
         self._tokens.clear()

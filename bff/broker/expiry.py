@@ -34,6 +34,12 @@ def vendor_token(
         limit - timedelta(seconds=skew),
         obtained_at,
         authorization=issued.authorization or "",
+        refresh_token=issued.refresh_token,
+        refresh_until=(
+            obtained_at + timedelta(seconds=issued.refresh_lifetime)
+            if issued.refresh_token is not None and issued.refresh_lifetime is not None
+            else None
+        ),
     )
 
 

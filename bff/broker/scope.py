@@ -23,12 +23,19 @@ class VendorToken:
     ``authorization`` is the whole ``Authorization`` header value that presents the
     token to the vendor: ``Bearer <value>`` unless the connector says otherwise (a
     static key presented as HTTP ``Basic``).
+
+    ``refresh_token`` (OAuth2) renews the token; it travels with the token through the
+    cache, so whoever renews next, in any process, uses the latest one. It never
+    leaves the broker.
     """
 
     value: str = dataclasses.field(repr=False)
     expires_at: datetime
     obtained_at: datetime
     authorization: str = dataclasses.field(default="", repr=False)
+    refresh_token: str | None = dataclasses.field(default=None, repr=False)
+    # When the refresh token stops working; None when the vendor did not say.
+    refresh_until: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.authorization:

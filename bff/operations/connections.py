@@ -15,7 +15,9 @@ last set is kept in the row's options, so the console can say "set on DATE".
 
 A save is checked exactly as the settings are (settings' own reader and checks,
 then the connector factory), audited in the same transaction, and then replaces
-the connector in the running broker, which drops every token the old one obtained.
+the connector in the running broker, which drops every token the old one obtained,
+and announces the change: every other process sharing the token cache (Redis)
+reloads that connection from the database with :func:`connection_loader`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -267,6 +269,7 @@ async def save_connection(
             view = _stored_view(row, settings)
     if broker is not None:
         await broker.replace_connection(connection_id, connector)
+        await broker.announce_connection(connection_id)
     return view
 
 
@@ -300,6 +303,7 @@ async def delete_connection(
         await broker.replace_connection(DEFAULT, build_connector(settings.upstream, clock))
     else:
         await broker.remove_connection(connection_id)
+    await broker.announce_connection(connection_id)
 
 
 async def load_connections(
@@ -314,17 +318,43 @@ async def load_connections(
         rows = list(await db.scalars(select(VendorConnection).order_by(VendorConnection.id)))
     found: dict[str, AnyConnector] = {}
     for row in rows:
-        try:
-            api_key, api_secret = store.connection_secrets(box, row)
-            upstream = _upstream(row, _options(row), api_key, api_secret, settings.upstream)
-            check_connection_wide_delivery(upstream, settings.dashboard_delivery)
-            found[row.id] = build_connector(upstream, clock)
-        except (SecretDecryptionError, ConfigurationError, InvalidInputError) as exc:
-            logger.error("stored vendor connection %s skipped: %s", row.id, exc)
-            continue
-        register_secret(api_key)
-        register_secret(api_secret)
+        connector = _stored_connector(row, box, settings, clock)
+        if connector is not None:
+            found[row.id] = connector
     return found
+
+
+def connection_loader(
+    database: Database, box: SecretBox, settings: Settings, clock: Clock
+) -> Callable[[str], Awaitable[AnyConnector | None]]:
+    """Reads one connection afresh, for a broker told that another process saved or
+    deleted it: the stored one, else the settings' "default", else None (gone)."""
+
+    async def load(connection_id: str) -> AnyConnector | None:
+        async with database.session() as db:
+            row = await db.get(VendorConnection, connection_id)
+        connector = None if row is None else _stored_connector(row, box, settings, clock)
+        if connector is None and connection_id == DEFAULT and settings.upstream.configured:
+            connector = build_connector(settings.upstream, clock)
+        return connector
+
+    return load
+
+
+def _stored_connector(
+    row: VendorConnection, box: SecretBox, settings: Settings, clock: Clock
+) -> AnyConnector | None:
+    try:
+        api_key, api_secret = store.connection_secrets(box, row)
+        upstream = _upstream(row, _options(row), api_key, api_secret, settings.upstream)
+        check_connection_wide_delivery(upstream, settings.dashboard_delivery)
+        connector = build_connector(upstream, clock)
+    except (SecretDecryptionError, ConfigurationError, InvalidInputError) as exc:
+        logger.error("stored vendor connection %s skipped: %s", row.id, exc)
+        return None
+    register_secret(api_key)
+    register_secret(api_secret)
+    return connector
 
 
 def _secrets(

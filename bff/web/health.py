@@ -1,4 +1,10 @@
-"""Liveness, readiness and Prometheus metrics for operators."""
+"""Liveness, readiness and Prometheus metrics for operators.
+
+``/readyz`` is 200 while the database answers. With ``BFF_REDIS_URL`` its checks
+also say ``"redis": "connected"`` or ``"degraded"``; degraded is still ready (200,
+``"status": "degraded"``): the process serves what it holds in memory and rejoins
+Redis by itself, so taking it out of a load balancer would only make things worse.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    checks = {"database": await services(request).database.ping()}
-    ready = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    svc = services(request)
+    ready = await svc.database.ping()
+    checks: dict[str, bool | str] = {"database": ready}
+    status = "ready" if ready else "not ready"
+    if svc.shared is not None:
+        checks["redis"] = svc.shared.state
+        if ready and not svc.shared.healthy:
+            status = "degraded"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 async def metrics(request: Request) -> Response:

@@ -34,6 +34,9 @@ class Issued:
     format: TokenFormat
     # The Authorization header value that presents the token, when not ``Bearer <value>``.
     authorization: str | None = dataclasses.field(default=None, repr=False)
+    # OAuth2: the refresh token that came with it, and seconds it lasts (if said).
+    refresh_token: str | None = dataclasses.field(default=None, repr=False)
+    refresh_lifetime: float | None = None
 
 
 # Sends a request and returns the JSON object of a 2xx answer; raises the bff error tree otherwise.

@@ -2,7 +2,10 @@
 
 Credentials go in the form body or as HTTP Basic; some vendors want a ``Realm``
 header. The answer's ``refresh_token`` is used while it is valid; when it is
-missing, expired or refused, a new client-credentials grant is made.
+missing, expired or refused, a new client-credentials grant is made. The refresh
+token also rides with the token it came with (:class:`VendorToken`), and the broker
+hands back the latest one with :meth:`~OAuth2ClientCredentialsConnector.resume`
+before each call when the cache is shared, so no stale refresh token is ever sent.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from bff.broker.connectors.base import (
     number_field,
     text_field,
 )
-from bff.broker.scope import TokenScope
+from bff.broker.scope import TokenScope, VendorToken
 from bff.clock import Clock
 from bff.errors import UpstreamBadResponse, UpstreamRejected
 
@@ -71,6 +74,13 @@ class OAuth2ClientCredentialsConnector:
                 self._refresh_token = None
         return await self._grant(send, {"grant_type": "client_credentials"})
 
+    def resume(self, latest: VendorToken | None) -> None:
+        """Renew with ``latest``'s refresh token from now on (None: with none)."""
+        if latest is None:
+            self._refresh_token = self._refresh_until = None
+        else:
+            self._refresh_token, self._refresh_until = latest.refresh_token, latest.refresh_until
+
     def _usable_refresh_token(self) -> str | None:
         if self._refresh_token is None:
             return None
@@ -98,6 +108,7 @@ class OAuth2ClientCredentialsConnector:
                 "the token endpoint answered without access_token", status=200
             )
         refresh_token = text_field(body, "refresh_token")
+        refresh_life = None
         if refresh_token is not None:
             self._refresh_token = refresh_token
             # The second spelling is how one vendor's documentation writes it.
@@ -107,4 +118,10 @@ class OAuth2ClientCredentialsConnector:
             self._refresh_until = (
                 started + timedelta(seconds=refresh_life) if refresh_life is not None else None
             )
-        return Issued(access_token, number_field(body, "expires_in"), "maybe-jwt")
+        return Issued(
+            access_token,
+            number_field(body, "expires_in"),
+            "maybe-jwt",
+            refresh_token=refresh_token,
+            refresh_lifetime=refresh_life,
+        )
