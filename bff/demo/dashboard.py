@@ -6,6 +6,11 @@ header (proxy), a form field ``token`` (post), the URL fragment ``#token=``
 and a ``?token=`` query parameter. Every link, asset and fetch is relative, so
 the page also works under a proxy's path prefix.
 
+``probe.html`` (with ``probe.js``) plays a hostile vendor: it tries to read the
+document of the page that frames it and to fetch bff's pages with the user's
+cookies, and writes what happened to ``#result`` as JSON. The isolation browser
+test proves every attempt fails once the proxy has its own origin.
+
 A token for one pair shows that pair, and only that one: request headers naming
 another pair make it invalid. A connection-wide credential (an apikey-jwt or
 oauth2 token, the static key as ``Bearer`` or as HTTP ``Basic``) shows the pair
@@ -34,7 +39,13 @@ if TYPE_CHECKING:
     from bff.demo.vendor import VendorConfig
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun")
-_ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
+_ASSETS = {
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    # A hostile page: what vendor code would try against the page that frames it.
+    "probe.html": "text/html; charset=utf-8",
+    "probe.js": "text/javascript",
+}
 SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",

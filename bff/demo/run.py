@@ -1,6 +1,10 @@
 """``bff demo``: the demo vendor and the BFF as real servers on 127.0.0.1, and the
 demo partner page on ``http://localhost:PORT`` (another site) that embeds bff.
 
+In ``proxy`` delivery the vendor proxy has its own origin, ``http://localhost:PORT``
+(bff's port, the other host name: ``BFF_PROXY_ORIGIN``), so the vendor's code never
+runs as bff.
+
 Everything is throwaway: signing and encryption keys, the vendor's API
 credentials, the demo passwords and the partner app's client secret are generated
 for each run (the secret is held in memory and handed to the partner page's
@@ -55,6 +59,8 @@ DEMO_DIRECTORY = Path("var/demo")
 HOST = "127.0.0.1"
 # The partner page's host: another site than HOST, though the same machine.
 PARTNER_HOST = "localhost"
+# The vendor proxy's host (BFF_PROXY_ORIGIN, on bff's port): another origin than bff's.
+PROXY_HOST = "localhost"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +91,8 @@ class Demo:
     partner_url: str | None = None
     partner_app: AppView | None = dataclasses.field(default=None, repr=False)
     partner: PartnerConfig | None = dataclasses.field(default=None, repr=False)
+    # BFF_PROXY_ORIGIN: where the vendor proxy runs (proxy delivery only).
+    proxy_url: str | None = None
 
 
 @contextmanager
@@ -96,11 +104,16 @@ def running_demo(
     connection: DemoConnection | None = None,
     partner_page: bool = False,
     partner_port: int = 0,
+    separate_proxy_origin: bool = True,
 ) -> Iterator[Demo]:
     """Start the vendor and the BFF (``port`` 0: any free port); stop both when the block ends.
 
     With ``partner_page``, also a partner app "Demo partner" and its page on
     ``http://localhost:<partner_port>`` (0: any free port), which embeds bff.
+
+    In ``proxy`` delivery the proxy runs on ``http://localhost:<port>``; with
+    ``separate_proxy_origin=False`` on bff's own origin instead (development's
+    same-origin proxy, for tests that show what the separate origin prevents).
 
     A ``connection`` the delivery mode does not allow (a connection-wide token outside
     the proxy) raises :class:`~bff.errors.ConfigurationError` before anything starts.
@@ -121,8 +134,13 @@ def running_demo(
     accounts = demo_accounts()
     with serve_in_thread(create_vendor_app(vendor), host=HOST) as vendor_url:
         database = _fresh_database(directory)
+        proxy_url = (
+            f"http://{PROXY_HOST}:{port}" if delivery == "proxy" and separate_proxy_origin else None
+        )
         settings = dataclasses.replace(
-            settings_for(vendor, vendor_url, port, database, delivery, connection), demo=True
+            settings_for(vendor, vendor_url, port, database, delivery, connection),
+            demo=True,
+            proxy_origin=proxy_url,
         )
         # In a thread of its own: callers may already run an event loop here
         # (Playwright's sync API does).
@@ -132,7 +150,16 @@ def running_demo(
             ).result()
         with ExitStack() as servers:
             url = servers.enter_context(serve_in_thread(create_app(settings), host=HOST, port=port))
-            demo = Demo(url, vendor_url, delivery, accounts, connection, settings, vendor)
+            demo = Demo(
+                url,
+                vendor_url,
+                delivery,
+                accounts,
+                connection,
+                settings,
+                vendor,
+                proxy_url=proxy_url,
+            )
             if created is not None and partner_origin is not None:
                 partner = PartnerConfig(
                     bff_url=url,
@@ -190,6 +217,10 @@ def banner(demo: Demo) -> str:
         f"  Connection:     {demo.connection.describe()}",
         f"  Demo vendor:    {demo.vendor_url}  (tenants {tenants})",
     ]
+    if demo.proxy_url:
+        lines.append(
+            f"  Vendor proxy:   {demo.proxy_url}  (its own origin: vendor code never runs as bff)"
+        )
     if demo.partner_url:
         pairs = ", ".join(f"{tenant}/{sub_tenant}" for tenant, sub_tenant in PARTNER_PAIRS)
         lines += [

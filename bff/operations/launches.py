@@ -12,6 +12,12 @@ A ticket is 256 random bits, valid :data:`TICKET_LIFETIME`; only its SHA-256 is
 stored. Redeeming deletes the row and reads it back in one statement, so of two
 redemptions at once exactly one gets it. Every launch and redemption is in the
 audit log (actor ``partner-app:<id>``, never the ticket).
+
+The same table and the same redemption hold the proxy's *handoff* tickets
+(:func:`create_handoff`, :func:`redeem_handoff`; :mod:`bff.web.dashboard.handoff`):
+a ticket with no partner app, minted by a signed-in bff page for its frame on
+``BFF_PROXY_ORIGIN``. A launch is never redeemed as a handoff, nor a handoff as a
+launch. Handoffs happen on every proxied dashboard view and are not audited.
 """
 
 from __future__ import annotations
@@ -207,7 +213,10 @@ async def redeem(database: Database, ticket: str, *, now: datetime) -> Redeemed:
         row = (
             await db.execute(
                 delete(EmbedTicket)
-                .where(EmbedTicket.token_hash == hash_ticket(ticket))
+                .where(
+                    EmbedTicket.token_hash == hash_ticket(ticket),
+                    EmbedTicket.partner_app_id.is_not(None),
+                )
                 .returning(
                     EmbedTicket.partner_app_id,
                     EmbedTicket.user_id,
@@ -218,7 +227,7 @@ async def redeem(database: Database, ticket: str, *, now: datetime) -> Redeemed:
                 )
             )
         ).first()
-        if row is None or row.expires_at <= now:
+        if row is None or row.partner_app_id is None or row.expires_at <= now:
             raise NotFoundError("this launch link is unknown, used or expired")
         app = await db.get(PartnerApp, row.partner_app_id)
         if app is None or app.disabled:
@@ -227,7 +236,72 @@ async def redeem(database: Database, ticket: str, *, now: datetime) -> Redeemed:
         user = await db.get(User, row.user_id)
         external_id = user.external_id if user is not None and user.external_id else "?"
         await audit.record(db, _actor(app.id), "embed.redeem", _target(external_id, pair))
-    return Redeemed(row.partner_app_id, row.user_id, pair, row.origin)
+    return Redeemed(app.id, row.user_id, pair, row.origin)
+
+
+@dataclasses.dataclass(frozen=True)
+class Handoff:
+    """What a redeemed handoff ticket was for: ``user_id``'s view of ``pair``, framed by
+    the page at ``origin``."""
+
+    user_id: int
+    pair: Pair
+    origin: str
+
+
+# A handoff ticket carries its (sealed) parent session, so it is longer than a launch's.
+MAX_HANDOFF_TICKET = 1000
+
+
+async def create_handoff(
+    database: Database, ticket: str, user_id: int, pair: Pair, origin: str, *, now: datetime
+) -> datetime:
+    """Store ``ticket`` (only its hash) as a single-use handoff of ``user_id``'s view of
+    ``pair``; returns when it expires. The caller makes the ticket unguessable."""
+    if not ticket or len(ticket) > MAX_HANDOFF_TICKET:
+        raise InvalidInputError("a handoff ticket must be 1 to 1000 characters")
+    expires_at = now + TICKET_LIFETIME
+    async with database.session() as db:
+        db.add(
+            EmbedTicket(
+                token_hash=hash_ticket(ticket),
+                partner_app_id=None,
+                user_id=user_id,
+                tenant_id=pair[0],
+                sub_tenant_id=pair[1],
+                origin=origin,
+                expires_at=expires_at,
+                created_at=now,
+            )
+        )
+    return expires_at
+
+
+async def redeem_handoff(database: Database, ticket: str, *, now: datetime) -> Handoff:
+    """Use a handoff ticket up (deleted as it is read: of two redemptions exactly one
+    wins). :class:`NotFoundError` when it is unknown, used, expired, or a launch's."""
+    if not ticket or len(ticket) > MAX_HANDOFF_TICKET:
+        raise NotFoundError("this handoff is unknown, used or expired")
+    async with database.session() as db:
+        row = (
+            await db.execute(
+                delete(EmbedTicket)
+                .where(
+                    EmbedTicket.token_hash == hash_ticket(ticket),
+                    EmbedTicket.partner_app_id.is_(None),
+                )
+                .returning(
+                    EmbedTicket.user_id,
+                    EmbedTicket.tenant_id,
+                    EmbedTicket.sub_tenant_id,
+                    EmbedTicket.origin,
+                    EmbedTicket.expires_at,
+                )
+            )
+        ).first()
+    if row is None or row.expires_at <= now:
+        raise NotFoundError("this handoff is unknown, used or expired")
+    return Handoff(row.user_id, (row.tenant_id, row.sub_tenant_id), row.origin)
 
 
 async def sweep(database: Database, *, now: datetime) -> int:

@@ -107,6 +107,8 @@ class UserScope(Base):
             ["sub_tenants.tenant_id", "sub_tenants.id"],
             ondelete="CASCADE",
         ),
+        # The key leads with the user; a pair's mappings need the pair first.
+        Index("ix_user_scopes_tenant_id_sub_tenant_id", "tenant_id", "sub_tenant_id"),
     )
 
     user_id: Mapped[int] = mapped_column(
@@ -121,7 +123,10 @@ class SessionRecord(Base):
     """A signed-in session. Only a hash of the session id is stored."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_user_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_sessions_user_id", "user_id"),
+        Index("ix_sessions_partner_app_id", "partner_app_id"),
+    )
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -173,6 +178,7 @@ class PartnerAppScope(Base):
             ["sub_tenants.tenant_id", "sub_tenants.id"],
             ondelete="CASCADE",
         ),
+        Index("ix_partner_app_scopes_tenant_id_sub_tenant_id", "tenant_id", "sub_tenant_id"),
     )
 
     partner_app_id: Mapped[int] = mapped_column(
@@ -213,11 +219,16 @@ class ApiKey(Base):
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
+    # The list filters by actor or action and pages newest first (by id).
+    __table_args__ = (
+        Index("ix_audit_log_actor_id", "actor", "id"),
+        Index("ix_audit_log_action_id", "action", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(254), index=True)
-    action: Mapped[str] = mapped_column(String(100), index=True)
+    actor: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(100))
     target: Mapped[str] = mapped_column(String(500), default="")
     detail: Mapped[str] = mapped_column(Text, default="{}")
 
@@ -234,7 +245,9 @@ class SetPasswordToken(Base):
 
 
 class EmbedTicket(Base):
-    """A single-use launch ticket (hash only), redeemed by deleting it."""
+    """A single-use ticket (hash only), redeemed by deleting it: a partner's embed launch
+    (``partner_app_id`` set), or a proxy handoff from a bff page to ``BFF_PROXY_ORIGIN``
+    (no app; see :mod:`bff.web.dashboard.handoff`)."""
 
     __tablename__ = "embed_tickets"
     __table_args__ = (
@@ -246,11 +259,14 @@ class EmbedTicket(Base):
     )
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    partner_app_id: Mapped[int] = mapped_column(ForeignKey("partner_apps.id", ondelete="CASCADE"))
+    partner_app_id: Mapped[int | None] = mapped_column(
+        ForeignKey("partner_apps.id", ondelete="CASCADE")
+    )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     tenant_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     sub_tenant_id: Mapped[str] = mapped_column(String(ID_LENGTH))
-    # The partner page's origin: embed pages post their messages to exactly it.
+    # The partner page's origin: embed pages post their messages to exactly it (for a
+    # handoff, the origin of the page whose frame redeems it).
     origin: Mapped[str] = mapped_column(String(300))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -74,11 +74,15 @@ def test_a_real_demo_run_signs_in_and_shows_the_dashboard(tmp_path: Path) -> Non
         assert analyst.email in text and analyst.password in text
         assert demo.settings.demo and demo.settings.is_local_http
 
+        assert demo.proxy_url == demo.url.replace("127.0.0.1", "localhost")
+        assert f"Vendor proxy:   {demo.proxy_url}" in text
+
         with signed_in(demo, analyst) as browser:
             page = browser.get("/")
             assert page.status_code == 200
-            assert 'src="/vendor/"' in page.text
-            framed = browser.get("/vendor/")
+            assert 'src="/vendor-frame"' in page.text
+            assert browser.get("/vendor/").status_code == 404
+            framed = proxied(demo, browser)
             found = _HEADING.search(framed.text)
             assert found
             tenant, sub_tenant = analyst.scopes[0]
@@ -101,6 +105,23 @@ def signed_in(demo: Demo, account: DemoAccount) -> Iterator[httpx2.Client]:
         )
         assert answer.status_code == 303
         yield browser
+
+
+def proxied(
+    demo: Demo, browser: httpx2.Client, headers: dict[str, str] | None = None
+) -> httpx2.Response:
+    """The dashboard frame's way: the handoff on bff's origin, redeemed on the proxy
+    origin, then ``/vendor/`` there with the proxy session cookie."""
+    assert demo.proxy_url is not None
+    started = browser.get("/vendor-frame", headers={"Sec-Fetch-Site": "same-origin"})
+    assert started.status_code == 303
+    redeemed = httpx2.get(started.headers["location"], timeout=10)
+    assert redeemed.status_code == 303
+    # Sent by hand: a cookie jar keeps Secure cookies from plain http, even on localhost.
+    cookie = redeemed.headers["set-cookie"].split(";")[0]
+    return httpx2.get(
+        f"{demo.proxy_url}/vendor/", headers={"cookie": cookie, **(headers or {})}, timeout=10
+    )
 
 
 _POSTED_TOKEN = re.compile(r'name="token" value="([^"]+)"')
@@ -165,8 +186,8 @@ def test_a_connection_wide_kind_in_the_proxy_shows_only_the_pinned_pair(
         other = next(pair for pair in analyst.scopes if pair != (tenant, sub_tenant))
         with signed_in(demo, analyst) as browser:
             # The browser naming another pair (even one it may see) chooses nothing.
-            framed = browser.get(
-                "/vendor/", headers={"x-tenant-id": other[0], "x-sub-tenant-id": other[1]}
+            framed = proxied(
+                demo, browser, headers={"x-tenant-id": other[0], "x-sub-tenant-id": other[1]}
             )
         assert framed.status_code == 200
         found = _HEADING.search(framed.text)

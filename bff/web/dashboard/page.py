@@ -23,6 +23,11 @@ When the vendor refuses a grant's token, the grant's ``renew`` purges it from th
 broker, unless the broker already holds another one: a token obtained after the
 request started is not the one the vendor refused, and purging it would only
 cost a token call per proxied request in flight.
+
+With ``BFF_PROXY_ORIGIN`` the proxy is not here: ``/vendor/`` answers 404 on bff's
+origin, and the dashboard's frame opens ``GET /vendor-frame`` (:func:`vendor_frame`),
+which hands the page's session over to the proxy origin
+(:mod:`bff.web.dashboard.handoff`); the proxy there grants with :func:`proxy_grant`.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.broker.scope import TokenScope, VendorToken
@@ -51,13 +56,14 @@ from bff.web.auth.guard import (
     session_ended,
 )
 from bff.web.auth.sessions import Session
-from bff.web.dashboard.delivery import FRAME_NAME, PAGE_HEADERS, Embed, embed
+from bff.web.dashboard.delivery import FRAME_NAME, PAGE_HEADERS, VENDOR_FRAME_PATH, Embed, embed
+from bff.web.dashboard.handoff import ProxySessions
 from bff.web.dashboard.proxy import Grant, VendorProxy, framed_page
 from bff.web.dashboard.proxy_limits import ProxyLimits
 from bff.web.dashboard.proxy_metrics import ProxyMetrics
 from bff.web.dashboard.vendor_target import PREFIX, VendorTarget
 from bff.web.errors import UNAVAILABLE, error_page, unavailable_retry
-from bff.web.security import content_security_policy, csp_nonce
+from bff.web.security import content_security_policy
 from bff.web.services import Services, services
 
 logger = logging.getLogger(__name__)
@@ -76,7 +82,8 @@ async def vendor_embed(svc: Services, pair: Pair) -> Embed | None:
     if dashboard_url is None:
         return None
     token = await svc.broker.get(TokenScope(CONNECTION_ID, *pair))
-    return embed(svc.settings.dashboard_delivery, dashboard_url, token.value)
+    settings = svc.settings
+    return embed(settings.dashboard_delivery, dashboard_url, token.value, settings.proxy_origin)
 
 
 async def dashboard(request: Request) -> Response:
@@ -93,21 +100,22 @@ async def dashboard(request: Request) -> Response:
         return error_page(
             request, 503, "Dashboard not configured", "No vendor dashboard has been configured."
         )
-    nonce = csp_nonce(request)
-    headers = {
-        **PAGE_HEADERS,
-        "Content-Security-Policy": content_security_policy(
-            nonce, frame_src=page.frame_src, form_action=page.form_action
-        ),
-    }
+    embedded = page
+
+    def headers(nonce: str) -> dict[str, str]:
+        policy = content_security_policy(
+            nonce, frame_src=embedded.frame_src, form_action=embedded.form_action
+        )
+        return {**PAGE_HEADERS, "Content-Security-Policy": policy}
+
     context = {
         "scopes": pairs,
         "active": active,
         "embed": page,
         "frame_name": FRAME_NAME,
     }
-    html = svc.pages.render(request, "dashboard.html", context)
-    return HTMLResponse(html, headers=headers)
+    # Served from the memo with this request's nonce; headers() runs once per page.
+    return svc.pages.respond(request, "dashboard.html", context, headers)
 
 
 async def switch_scope(request: Request) -> Response:
@@ -130,9 +138,45 @@ async def authorize_proxy(request: Request) -> Grant | Response:
     embedded session's own pair)."""
     session = current_session(request)
     if session is None:
-        if embed_session_ended(request):
-            return _embed_session_ended(request)
-        return _session_ended(request, "expired" if session_ended(request) else None)
+        return _no_session(request)
+    pair = await _proxy_pair(request, session)
+    if isinstance(pair, Response):
+        return pair
+    return await proxy_grant(request, session.id, session.user_id, pair)
+
+
+def vendor_frame(handoffs: ProxySessions) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /vendor-frame`` (with ``BFF_PROXY_ORIGIN``): the dashboard frame's way to the
+    proxy origin, a single-use handoff of this session's pair. Only a frame of bff's own
+    pages gets one (``Sec-Fetch-Site: same-origin`` when the browser says)."""
+
+    async def start(request: Request) -> Response:
+        session = current_session(request)
+        if session is None:
+            return _no_session(request)
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site != "same-origin":
+            logger.info("refused a proxy handoff asked for by another site")
+            return framed_page(
+                request, 403, "No access", "The dashboard opens only inside its own page."
+            )
+        pair = await _proxy_pair(request, session)
+        if isinstance(pair, Response):
+            return pair
+        location = await handoffs.mint(services(request), session, pair)
+        return RedirectResponse(location, status_code=303, headers=PAGE_HEADERS)
+
+    return start
+
+
+def _no_session(request: Request) -> Response:
+    if embed_session_ended(request):
+        return _embed_session_ended(request)
+    return _session_ended(request, "expired" if session_ended(request) else None)
+
+
+async def _proxy_pair(request: Request, session: Session) -> Pair | Response:
+    """The pair a proxied view of ``session`` shows, or the framed notice refusing it."""
     svc = services(request)
     pair = session.scope
     try:
@@ -157,6 +201,15 @@ async def authorize_proxy(request: Request) -> Grant | Response:
             ended, cookies.embed_session_name if session.embedded else cookies.session_name
         )
         return ended
+    return pair
+
+
+async def proxy_grant(
+    request: Request, session_id: str, user_id: int, pair: Pair
+) -> Grant | Response:
+    """The grant of ``pair``'s vendor token to a proxied request of ``session_id`` (the
+    framed 503 or 502 notice when the broker has none)."""
+    svc = services(request)
     scope = TokenScope(CONNECTION_ID, *pair)
     try:
         token = await svc.broker.get(scope)
@@ -173,8 +226,8 @@ async def authorize_proxy(request: Request) -> Grant | Response:
             "The dashboard connection is misconfigured. An administrator has been notified.",
         )
     return Grant(
-        session_id=session.id,
-        user_id=session.user_id,
+        session_id=session_id,
+        user_id=user_id,
         pair=pair,
         authorization=token.authorization,
         renew=_renewer(svc, scope, token),
@@ -296,9 +349,26 @@ def routes(
         if settings.dashboard_url and settings.dashboard_delivery == "proxy"
         else None
     )
-    return [
+    pages: list[BaseRoute] = [
         Route("/", dashboard, methods=["GET"], name="dashboard:index"),
         Route("/scope", switch_scope, methods=["POST"], name="dashboard:scope"),
+    ]
+    if settings.proxy_origin is not None:
+        # The proxy is on its own origin (bff.web.dashboard.proxy_origin); /vendor/ is a 404.
+        if target is None:
+            return pages
+        start = request_response(vendor_frame(ProxySessions(settings)))
+        return [
+            *pages,
+            Route(
+                VENDOR_FRAME_PATH,
+                FramedByPartner(start),
+                methods=["GET"],
+                name="dashboard:vendor_frame",
+            ),
+        ]
+    return [
+        *pages,
         Mount(
             PREFIX,
             app=FramedByPartner(VendorProxy(target, authorize_proxy, proxy_metrics, proxy_limits)),

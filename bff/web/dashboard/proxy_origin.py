@@ -1,0 +1,252 @@
+"""``BFF_PROXY_ORIGIN``: a second origin that serves the vendor proxy and nothing else.
+
+Under ``proxy`` delivery the vendor's dashboard HTML and scripts come through bff.
+Served from bff's own origin, that code could read bff's pages, their CSRF tokens
+and forms, and act as the signed-in user. With a proxy origin (a second host name
+reaching the same server) it runs there instead, where the browser's same-origin
+policy keeps it from everything of bff's: bff's own origin answers 404 under
+``/vendor/``, and the proxy origin answers only
+
+- ``GET /handoff?ticket=T``: redeems a handoff into a proxy session
+  (:mod:`bff.web.dashboard.handoff`);
+- ``/vendor/…``: the proxy (:class:`~bff.web.dashboard.proxy.VendorProxy`),
+  authorized by the proxy session alone;
+- ``GET /static/bff.css``: the stylesheet of the proxy's framed notices;
+
+and 404 to everything else: no sign-in, dashboard, console, account page or API.
+
+:class:`ProxyOriginDispatch` picks the app by the request's ``Host``: host name and
+port as ``BFF_PROXY_ORIGIN`` gives them (a missing port is the scheme's default). The
+scheme is not compared: behind a TLS-terminating reverse proxy requests arrive as
+plain http, and bff's pages must never be served on the proxy host whatever scheme a
+request claims. It is the outermost layer of bff's middleware: none of bff's
+request handling (its sessions, CSRF checks, security headers) runs for the proxy
+origin, which has its own small stack (:class:`ProxyRequestContext`: a request id
+and the access record; :class:`ProxyOriginHeaders`).
+
+Responses on the proxy origin (:class:`ProxyOriginHeaders`) may be framed by bff's
+origin (the dashboard page) and, for a proxy session handed over by a partner's
+embed session, by that partner's page above it too: ``frame-ancestors`` binds every
+ancestor. ``'self'`` stays, for the vendor's own nested frames.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bff.logs import request_id
+from bff.resources import static_dir
+from bff.settings import Settings
+from bff.web.access_log import access_log_enabled, log_access
+from bff.web.dashboard.handoff import HANDOFF_PATH, GrantFor, ProxySessions, partner_origin
+from bff.web.dashboard.proxy import VendorProxy
+from bff.web.dashboard.proxy_limits import ProxyLimits
+from bff.web.dashboard.proxy_metrics import ProxyMetrics
+from bff.web.dashboard.vendor_target import PREFIX
+from bff.web.security import HSTS
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Everything the proxy origin answers itself (its 404s, the handoff's redirects).
+_OWN_POLICY = (
+    b"default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; "
+    b"frame-ancestors 'none'"
+)
+
+
+def host_and_port(origin: str) -> tuple[str, int]:
+    parts = urlsplit(origin)
+    return (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS[parts.scheme]
+
+
+class ProxyOriginDispatch:
+    """Pure ASGI: requests whose ``Host`` is the proxy origin's go to ``proxy_app``,
+    all others (and the lifespan) to ``app``."""
+
+    def __init__(self, app: ASGIApp, proxy_app: ASGIApp, proxy_origin: str) -> None:
+        self.app = app
+        self.proxy_app = proxy_app
+        self.host, self.port = host_and_port(proxy_origin)
+        # A Host without a port means the default port of the proxy origin's scheme.
+        self.default_port = _DEFAULT_PORTS[urlsplit(proxy_origin).scheme]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and self._is_proxy_host(scope):
+            await self.proxy_app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _is_proxy_host(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host, port = _split_host(value.decode("latin-1"))
+                return (host, self.default_port if port is None else port) == (
+                    self.host,
+                    self.port,
+                )
+        return False
+
+
+def _split_host(host: str) -> tuple[str, int | None]:
+    """``Host`` as (lower-case name, port); the port None when absent or malformed."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else ""
+    else:
+        name, _, port = host.partition(":")
+    if not port:
+        return name, None
+    return (name, int(port)) if port.isascii() and port.isdigit() else (name, -1)
+
+
+class ProxyRequestContext:
+    """Pure ASGI: a fresh request id per request (logs carry it, the response names
+    it) and bff's access record. No client's own id is kept here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = os.urandom(8).hex()
+        request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", ()) if h[0] != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", rid.encode("ascii"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if access_log_enabled():
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+                log_access(scope, method, route, status, time.perf_counter() - started)
+
+
+class ProxyOriginHeaders:
+    """Pure ASGI: the proxy origin's headers. Framing by ``'self'`` also admits bff's
+    origin (and the proxy session's partner origin); ``X-Frame-Options`` goes, since
+    it cannot name another origin; a response without a policy gets one that allows
+    nothing; ``nosniff``, ``no-referrer``, ``no-store`` and (https) HSTS always."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, public_origin: str) -> None:
+        self.app = app
+        self.public_origin = public_origin.encode("ascii")
+        self.always = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cache-control", b"no-store"),
+        ]
+        if (settings.proxy_origin or "").startswith("https://"):
+            self.always.append((b"strict-transport-security", HSTS.encode()))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                partner = partner_origin(scope.get("state", {}))
+                framers = [self.public_origin]
+                if partner is not None:
+                    framers.append(partner.encode("ascii", "replace"))
+                message["headers"] = self._headers(message.get("headers", []), framers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _headers(
+        self, headers: list[tuple[bytes, bytes]], framers: list[bytes]
+    ) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        has_policy = False
+        for name, value in headers:
+            if name == b"x-frame-options":
+                continue
+            if name == b"content-security-policy":
+                has_policy = True
+                value = with_frame_ancestors(value, framers)
+            out.append((name, value))
+        if not has_policy:
+            out.append((b"content-security-policy", _OWN_POLICY))
+        present = {name for name, _ in out}
+        out.extend(header for header in self.always if header[0] not in present)
+        return out
+
+
+def with_frame_ancestors(policy: bytes, framers: list[bytes]) -> bytes:
+    """``policy`` with ``framers`` added to a ``frame-ancestors`` that allows ``'self'``."""
+    directives = []
+    for directive in policy.split(b";"):
+        sources = directive.split()
+        if sources[:1] == [b"frame-ancestors"] and b"'self'" in sources[1:]:
+            directive = b" ".join([*sources, *(f for f in framers if f not in sources)])
+        directives.append(directive.strip())
+    return b"; ".join(directive for directive in directives if directive)
+
+
+async def _stylesheet(request: Request) -> Response:
+    return FileResponse(static_dir() / "bff.css", media_type="text/css")
+
+
+async def _plain(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+
+
+def create_proxy_origin_app(
+    settings: Settings,
+    grant_for: GrantFor,
+    metrics: ProxyMetrics,
+    limits: ProxyLimits | None = None,
+) -> Starlette:
+    """The proxy origin's app: the handoff, the proxy, and 404 for everything else."""
+    sessions = ProxySessions(settings)
+    proxy = VendorProxy(sessions.target, sessions.authorizer(grant_for), metrics, limits)
+    return Starlette(
+        routes=[
+            Route(HANDOFF_PATH, sessions.redeem, methods=["GET"], name="proxy:handoff"),
+            Mount(PREFIX, app=proxy, name="proxy:vendor"),
+            Route("/static/bff.css", _stylesheet, methods=["GET"], name="proxy:stylesheet"),
+        ],
+        middleware=[
+            Middleware(ProxyRequestContext),
+            Middleware(ProxyOriginHeaders, settings, sessions.public_origin),
+        ],
+        exception_handlers={HTTPException: _plain},
+    )
+
+
+def serve_proxy_origin(
+    app: Starlette,
+    settings: Settings,
+    grant_for: GrantFor,
+    metrics: ProxyMetrics,
+    limits: ProxyLimits | None = None,
+) -> None:
+    """Send ``app``'s requests for ``BFF_PROXY_ORIGIN`` to the proxy origin's app, before
+    any of ``app``'s own middleware."""
+    assert settings.proxy_origin is not None
+    proxy_app = create_proxy_origin_app(settings, grant_for, metrics, limits)
+    app.add_middleware(ProxyOriginDispatch, proxy_app=proxy_app, proxy_origin=settings.proxy_origin)
