@@ -18,5 +18,10 @@ WORKDIR /data
 ENV BFF_DATABASE_URL=sqlite:////data/bff.db
 
 EXPOSE 8000
+# bff serve finishes requests in flight for up to 25 s after SIGTERM: give it
+# `docker stop -t 30` (or a 30 s grace period). Several instances: set
+# BFF_DATABASE_URL (PostgreSQL) and BFF_REDIS_URL, run `bff migrate` once per
+# release (the same image, command `bff migrate`), and add `--workers N` per core.
+STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"]
 CMD ["bff", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -56,6 +56,20 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated addresses of the reverse proxies whose X-Forwarded-For and "
         "X-Forwarded-Proto to believe (default: none; every client is its TCP peer)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (default 1); above 1 needs BFF_REDIS_URL",
+    )
+    serve.add_argument(
+        "--server",
+        choices=("uvicorn", "granian"),
+        default="uvicorn",
+        help="HTTP server: uvicorn (default; httptools and uvloop) or granian "
+        "(measured in bench/README.md; sends Server: granian)",
+    )
     serve.set_defaults(command=_serve)
 
     demo = commands.add_parser(
@@ -110,27 +124,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bff.app import create_app
     from bff.logs import configure_logging
+    from bff.serve import ServeOptions, check_workers, run
+    from bff.web.dashboard.delivery import check_proxy_origin
 
     settings = Settings.from_env()
+    check_workers(settings, args.workers)
+    check_proxy_origin(settings)
     configure_logging(settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        # Without trusted proxies, a forged X-Forwarded-For must not pick the client
-        # address that sign-in attempts are rate-limited by.
-        proxy_headers=args.forwarded_allow_ips is not None,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        server_header=False,
-        # bff writes its own access record (bff.web.middleware), cheaper and redacted.
-        access_log=False,
+    # Each worker builds its own app; this one only fails fast, in one line, on what
+    # only the app checks.
+    create_app(settings)
+    # Once, before any worker: SQLite is migrated here, PostgreSQL must be at head
+    # already (`bff migrate`), so workers and instances never race to migrate it.
+    _with_database(settings, _schema_ready)
+    run(
+        ServeOptions(
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            forwarded_allow_ips=args.forwarded_allow_ips,
+            server=args.server,
+        )
     )
     return 0
+
+
+async def _schema_ready(database: Database) -> None:
+    """Nothing more to do: ``_with_database`` has prepared the schema."""
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -148,7 +170,7 @@ def _migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
 
     async def run() -> str | None:
-        database = Database(settings.database_url)
+        database = Database.for_settings(settings)
         try:
             await upgrade(database.engine)
             return await current_revision(database.engine)
@@ -260,7 +282,7 @@ def _with_database(settings: Settings, work: Callable[[Database], Coroutine[Any,
     from bff.store.schema import prepare_schema
 
     async def run() -> T:
-        database = Database(settings.database_url)
+        database = Database.for_settings(settings)
         try:
             await prepare_schema(database)
             return await work(database)

@@ -344,3 +344,19 @@ def test_api_keys_create_errors_print_nothing_on_stdout(
     assert (code, out) == (1, "")
     assert message in err
     assert err.count("\n") == 1
+
+
+def test_serve_with_several_workers_needs_redis(
+    bff_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(monkeypatch, capsys, "serve", "--workers", "2")
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "BFF_REDIS_URL" in err
+    assert "--workers 2" in err
+    assert not (bff_env / "var").exists()  # refused before touching anything
+
+    code, _, err = run(monkeypatch, capsys, "serve", "--workers", "0")
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "--workers" in err

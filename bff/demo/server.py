@@ -1,20 +1,23 @@
 """Run any ASGI app as a real uvicorn server on 127.0.0.1, in a background thread.
 
 Used by end-to-end tests, benches and ``bff demo`` — for the demo vendor and for
-bff itself — so they talk over real sockets exactly as in production.
+bff itself — so they talk over real sockets exactly as in production. A
+:class:`Gate` in front of an app holds its requests until the caller opens it, so a
+test can keep a request in flight for exactly as long as it needs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.config import HTTPProtocolType, LifespanType, LoopFactoryType
 
 _STARTUP_TIMEOUT = 15.0
@@ -80,3 +83,53 @@ def _run(server: uvicorn.Server, sock: socket.socket) -> None:
     # ends the thread, and serve_in_thread reports it to the caller.
     with contextlib.suppress(SystemExit):
         server.run(sockets=[sock])
+
+
+class Gate:
+    """An ASGI wrapper that holds each HTTP request ``holds`` selects until :meth:`open`.
+
+    Thread-safe from the outside: the app runs in a server thread, the test in its own.
+    ``arrived`` counts the requests that reached the gate (held or not)."""
+
+    def __init__(self, app: ASGIApp, holds: Callable[[Scope], bool] = lambda scope: True) -> None:
+        self.app = app
+        self.holds = holds
+        self.arrived = 0
+        self._changed = threading.Condition()
+        self._opened = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.holds(scope):
+            with self._changed:
+                self.arrived += 1
+                self._changed.notify_all()
+                opened = self._opened
+                if not opened and self._event is None:
+                    self._loop = asyncio.get_running_loop()
+                    self._event = asyncio.Event()
+                event = self._event
+            if not opened and event is not None:
+                await event.wait()
+        await self.app(scope, receive, send)
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        """Block until at least ``count`` requests reached the gate."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.arrived >= count, timeout):
+                raise TimeoutError(f"{self.arrived} of {count} requests reached the gate")
+
+    def open(self) -> None:
+        """Let every held request through, and every later one."""
+        with self._changed:
+            self._opened = True
+            loop, event = self._loop, self._event
+        if loop is not None and event is not None:
+            loop.call_soon_threadsafe(event.set)
+
+    def close(self) -> None:
+        """Hold the requests that arrive from now on (those let through stay so)."""
+        with self._changed:
+            self._opened = False
+            self._loop = self._event = None

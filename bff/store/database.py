@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import ExceptionContext, make_url
@@ -19,6 +19,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bff.errors import AlreadyExistsError, ConfigurationError, DatabaseBusyError
+
+if TYPE_CHECKING:
+    from bff.settings import Settings
+
+# SQLAlchemy's own defaults, kept for engines made without settings (migrations, tests).
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 10
 
 
 def async_url(url: str) -> str:
@@ -36,18 +43,25 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory database)."""
     database = make_url(url).database
     if not database or database == ":memory:":
         return None
     return Path(database)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = DEFAULT_POOL_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW
+) -> AsyncEngine:
     """The one place engines are made. Bound values stay out of every error and log:
-    they are session ids, CSRF secrets, hashes and encrypted credentials."""
+    they are session ids, CSRF secrets, hashes and encrypted credentials.
+
+    ``pool_size`` and ``max_overflow`` size a PostgreSQL pool (per process). SQLite
+    ignores them: its file needs no server connections, and SQLAlchemy picks its own
+    pool for it."""
     if is_sqlite(url):
-        path = _sqlite_file(url)
+        path = sqlite_file(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
@@ -56,7 +70,13 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "handle_error", _busy_means_retry)
         return engine
-    return create_async_engine(async_url(url), pool_pre_ping=True, hide_parameters=True)
+    return create_async_engine(
+        async_url(url),
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        hide_parameters=True,
+    )
 
 
 def _busy_means_retry(context: ExceptionContext) -> BaseException | None:
@@ -80,10 +100,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     """Owns the engine and hands out sessions; one per app, opened in the lifespan."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Database:
+        """The database of ``BFF_DATABASE_URL``, its pool sized by ``BFF_DATABASE_POOL_SIZE``
+        and ``BFF_DATABASE_MAX_OVERFLOW`` (PostgreSQL only)."""
+        return cls(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

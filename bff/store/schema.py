@@ -14,8 +14,10 @@ def head_revision() -> str | None:
 
 
 async def prepare_schema(database: Database) -> None:
-    """Migrate an embedded SQLite database; require a shared database to be migrated already,
-    since several instances must not race to migrate it."""
+    """Migrate an embedded SQLite database (under the migration lock, so the processes of
+    one machine starting together migrate it once); require a PostgreSQL database to be at
+    head already: it is migrated once per release by ``bff migrate``, not by every
+    instance that starts."""
     if is_sqlite(database.url):
         await upgrade(database.engine)
         return

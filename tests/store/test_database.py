@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from bff.errors import DatabaseBusyError
 from bff.logs import JsonFormatter
+from bff.settings import Settings
 from bff.store.database import Database
 from bff.store.migrate import upgrade
 from bff.store.models import SessionRecord
+from tests.conftest import random_key
 
 pytestmark = pytest.mark.anyio
 
@@ -97,4 +100,34 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_busy_error(tmp_path: Path)
                 await connection.exec_driver_sql("INSERT INTO t VALUES (1)")
     finally:
         holder.close()
+        await database.dispose()
+
+
+def pool_settings(url: str) -> Settings:
+    return Settings(
+        (random_key(),),
+        (random_key(),),
+        database_url=url,
+        database_pool_size=3,
+        database_max_overflow=2,
+    )
+
+
+@pytest.mark.postgres
+async def test_the_postgresql_pool_is_sized_by_the_settings(postgres_url: str) -> None:
+    database = Database.for_settings(pool_settings(postgres_url))
+    try:
+        pool = database.engine.pool
+        assert isinstance(pool, AsyncAdaptedQueuePool)
+        assert (pool.size(), pool._max_overflow) == (3, 2)
+        assert await database.ping()
+    finally:
+        await database.dispose()
+
+
+async def test_sqlite_ignores_the_pool_settings(tmp_path: Path) -> None:
+    database = Database.for_settings(pool_settings(f"sqlite:///{tmp_path / 'bff.db'}"))
+    try:
+        assert await database.ping()
+    finally:
         await database.dispose()
