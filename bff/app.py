@@ -25,10 +25,11 @@ from bff.clock import Clock, SystemClock
 from bff.crypto import SecretBox
 from bff.logs import register_secret
 from bff.metrics import HttpMetrics
-from bff.operations.connections import load_connections
+from bff.operations.connections import connection_loader, load_connections
 from bff.resources import static_dir
 from bff.settings import Settings, check_connection_wide_delivery
 from bff.shared.redis_link import open_link
+from bff.shared.token_cache import RedisTokenCache
 from bff.store.database import Database
 from bff.store.schema import prepare_schema
 from bff.web import api_docs, health, template_helpers
@@ -39,22 +40,22 @@ from bff.web.admin import pages as admin_pages
 from bff.web.admin import partner_apps_api
 from bff.web.auth import oidc_signin, signin
 from bff.web.auth.access import Mappings
-from bff.web.auth.csrf import CrossSiteMiddleware
 from bff.web.auth.guard import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
-from bff.web.auth.guard import SessionMiddleware
 from bff.web.auth.metrics import AuthMetrics
 from bff.web.auth.services import open_auth
-from bff.web.body_limit import BodyLimitMiddleware
 from bff.web.dashboard import page as dashboard_page
 from bff.web.dashboard.delivery import warn_about_delivery
 from bff.web.dashboard.proxy_limits import ProxyLimits
 from bff.web.dashboard.proxy_metrics import ProxyMetrics
+from bff.web.dashboard.proxy_origin import serve_proxy_origin
+from bff.web.dashboard.upstream_client import open_upstream
 from bff.web.dashboard.vendor_target import PREFIX
 from bff.web.errors import EXCEPTION_HANDLERS, server_error
 from bff.web.middleware import RequestContextMiddleware
 from bff.web.partner import routes as partner_routes
 from bff.web.partner.auth import open_partner
-from bff.web.security import SecurityHeadersMiddleware, with_security_headers
+from bff.web.request_pipeline import RequestPipeline
+from bff.web.security import with_security_headers
 from bff.web.services import Services
 from bff.web.template_helpers import PageMemo
 
@@ -67,7 +68,8 @@ def create_app(
     proxy_limits: ProxyLimits | None = None,
 ) -> Starlette:
     """Build the app. ``vendor_transport`` lets tests reach a vendor app in-process (both
-    vendor clients then share it); ``proxy_limits`` replaces the proxy's bounds."""
+    vendor clients then share it, the proxy's through httpx2 instead of aiohttp);
+    ``proxy_limits`` replaces the proxy's bounds."""
     _register_secrets(settings)
     # Settings.from_env checks this too; settings built in code must not skip it.
     check_connection_wide_delivery(settings.upstream, settings.dashboard_delivery)
@@ -81,7 +83,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         warn_about_delivery(settings)
-        database = Database(settings.database_url)
+        database = Database.for_settings(settings)
         try:
             await prepare_schema(database)
             async with (
@@ -92,20 +94,28 @@ def create_app(
                     follow_redirects=False,
                     cookies=_refuse_all_cookies(),
                 ) as broker_http,
-                httpx2.AsyncClient(
-                    transport=vendor_transport,
-                    timeout=proxy_limits.vendor_timeout(),
-                    limits=proxy_limits.vendor_pool(),
-                    follow_redirects=False,
-                    cookies=_refuse_all_cookies(),
-                ) as proxy_http,
+                open_upstream(proxy_limits, vendor_transport) as proxy_http,
                 open_link(settings.redis_url, registry) as shared,
-                open_auth(settings, database, clock, auth_metrics) as (
+                open_auth(settings, database, clock, auth_metrics, shared=shared) as (
                     sessions,
                     auth,
                 ),
             ):
-                broker = create_broker(settings, broker_http, broker_metrics, clock)
+                # With Redis, tokens are shared by every instance, and so are connection changes.
+                broker = create_broker(
+                    settings,
+                    broker_http,
+                    broker_metrics,
+                    clock,
+                    cache=None
+                    if shared is None
+                    else RedisTokenCache(shared, SecretBox(settings.encryption_keys), clock),
+                    loader=None
+                    if shared is None
+                    else connection_loader(
+                        database, SecretBox(settings.encryption_keys), settings, clock
+                    ),
+                )
                 secret_box = SecretBox(settings.encryption_keys)
                 try:
                     # After the schema is ready; a stored "default" replaces the settings' one.
@@ -126,10 +136,10 @@ def create_app(
                             database=database,
                             http=proxy_http,
                             sessions=sessions,
-                            mappings=Mappings(database, clock),
+                            mappings=Mappings(database, clock, revocations=auth.revocations),
                             auth=auth,
                             broker=broker,
-                            partner=open_partner(settings, clock),
+                            partner=open_partner(settings, clock, shared),
                             shared=shared,
                         )
                     }
@@ -138,9 +148,10 @@ def create_app(
         finally:
             await database.dispose()
 
+    proxy_metrics = ProxyMetrics(registry)
     routes = [
         # The dashboard first: routes are matched in order, and it is the busy one.
-        *dashboard_page.routes(settings, ProxyMetrics(registry), proxy_limits),
+        *dashboard_page.routes(settings, proxy_metrics, proxy_limits),
         *health.routes,
         *signin.routes,
         *oidc_signin.routes,
@@ -152,18 +163,16 @@ def create_app(
         *partner_routes.routes,
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestContextMiddleware, metrics=HttpMetrics(registry)),
-            Middleware(SecurityHeadersMiddleware, settings=settings),
-            # The CSV imports read their (larger) bodies against their own limit.
             Middleware(
-                BodyLimitMiddleware,
-                exempt=(f"{PREFIX}/", admin_api.IMPORT_PATH, admin_mappings.IMPORT_PATH),
+                RequestPipeline,
+                settings=settings,
+                # The CSV imports read their (larger) bodies against their own limit.
+                body_limit_exempt=(f"{PREFIX}/", admin_api.IMPORT_PATH, admin_mappings.IMPORT_PATH),
             ),
-            Middleware(CrossSiteMiddleware, settings=settings),
-            Middleware(SessionMiddleware, settings=settings),
         ],
         exception_handlers={
             **EXCEPTION_HANDLERS,
@@ -173,6 +182,10 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    if settings.proxy_origin is not None:
+        # Requests for BFF_PROXY_ORIGIN reach its own proxy-only app, never bff's pages.
+        serve_proxy_origin(app, settings, dashboard_page.proxy_grant, proxy_metrics, proxy_limits)
+    return app
 
 
 def _register_secrets(settings: Settings) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-import httpx2
 from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
@@ -20,6 +19,7 @@ from bff.store.database import Database
 from bff.web.auth.access import Mappings
 from bff.web.auth.services import AuthServices
 from bff.web.auth.sessions import SessionStore
+from bff.web.dashboard.upstream_client import UpstreamClient
 
 if TYPE_CHECKING:  # both import this module (PageMemo through the session helpers)
     from bff.web.partner.auth import PartnerServices
@@ -38,7 +38,7 @@ class Services:
     database: Database
     # The proxy's vendor client; the broker's token calls have their own (own pool), so
     # proxied traffic never makes them wait for a connection.
-    http: httpx2.AsyncClient
+    http: UpstreamClient
     sessions: SessionStore
     mappings: Mappings
     auth: AuthServices

@@ -19,7 +19,8 @@ to its last byte (over the bound: 429, or 503 process-wide, with
 ``Retry-After``), its body must arrive within deadlines (else 408), a browser
 that stops reading loses the response (the connection is closed) and the slot,
 and one that leaves stops the vendor read at once. The proxy has its own vendor
-connection pool; the broker's token calls never wait behind proxied traffic.
+connection pool (:mod:`bff.web.dashboard.upstream_client`); the broker's token calls
+never wait behind proxied traffic.
 
 When the vendor answers 401, the token may have been revoked upstream early:
 ``Grant.renew`` drops it from the broker (unless a token obtained since has
@@ -30,12 +31,18 @@ before they are sent. A streamed body is not replayed: its 401 is passed on and
 the next request carries the fresh token. A second 401 is passed on. Each case is
 counted in ``bff_proxy_token_refusals_total``.
 
+The per-request path is plain ASGI: header lists filtered against sets of bytes,
+the upstream URL of a path worked out once and remembered, no Starlette request or
+response object but for ``authorize`` and the error pages, and a task watching for
+the browser leaving only while a response longer than one chunk streams.
+
 The proxied pages run on the BFF's origin, so the vendor's dashboard code is
 trusted like the BFF's own pages; the session cookie stays ``HttpOnly``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,6 +56,13 @@ from starlette.types import Message, Receive, Scope, Send
 from bff.logs import request_id
 from bff.web.dashboard.proxy_limits import ProxyBusy, ProxyLimits, ProxySlots
 from bff.web.dashboard.proxy_metrics import ProxyMetrics
+from bff.web.dashboard.upstream_client import (
+    Body,
+    RawHeaders,
+    UpstreamResponse,
+    VendorPoolExhausted,
+    VendorUnreachable,
+)
 from bff.web.dashboard.vendor_target import PREFIX, UnsafePath, VendorTarget
 from bff.web.services import services
 
@@ -73,19 +87,16 @@ class Grant:
     renew: Callable[[], Awaitable[None]] = dataclasses.field(repr=False, compare=False)
 
 
-# A request body to forward: none, read whole (can be sent again), or streamed.
-_Body = bytes | AsyncIterator[bytes] | None
-
-
 # The grant for this request's session, or the response that refuses it.
 Authorize = Callable[[Request], Awaitable["Grant | Response"]]
 
-_REQUEST_HEADERS = frozenset(
-    {
+# The request headers forwarded, by their name as the server gives it (lower-case bytes).
+_REQUEST_HEADERS = {
+    name.encode("ascii"): name
+    for name in (
         "accept",
         "accept-encoding",
         "accept-language",
-        "content-length",
         "content-type",
         "if-match",
         "if-modified-since",
@@ -95,21 +106,21 @@ _REQUEST_HEADERS = frozenset(
         "range",
         "user-agent",
         "x-requested-with",
-    }
-)
+    )
+}
 _RESPONSE_HEADERS = frozenset(
     {
-        "accept-ranges",
-        "content-disposition",
-        "content-encoding",
-        "content-language",
-        "content-length",
-        "content-range",
-        "content-type",
-        "etag",
-        "last-modified",
-        "retry-after",
-        "vary",
+        b"accept-ranges",
+        b"content-disposition",
+        b"content-encoding",
+        b"content-language",
+        b"content-length",
+        b"content-range",
+        b"content-type",
+        b"etag",
+        b"last-modified",
+        b"retry-after",
+        b"vary",
     }
 )
 # Tenant data must never sit in a shared cache; the vendor page is framed only by our own
@@ -127,18 +138,33 @@ FRAMED_PAGE_CSP = (
     "form-action 'self'; frame-ancestors 'self'"
 )
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_PREFIX = PREFIX.encode("ascii") + b"/"
+# Paths (with their query) whose upstream URL is remembered, and the longest one
+# remembered: a dashboard asks for the same few dozen again and again.
+_REMEMBERED_URLS = 1024
+_REMEMBERED_URL_LENGTH = 512
+# The vendor's distinct Content-Security-Policy values, remembered without frame-ancestors.
+_REMEMBERED_POLICIES = 64
 
 
 class _BodyTimeout(Exception):
     """The browser stopped sending its request body (or took too long over it)."""
 
 
-class _SlowBrowser(Exception):
-    """The browser stopped taking the response; ``deadline`` names the one it missed."""
+class _Refused(Exception):
+    """The vendor's answer cannot be passed on (it redirects elsewhere)."""
 
-    def __init__(self, deadline: str) -> None:
-        super().__init__(deadline)
-        self.deadline = deadline
+
+@dataclasses.dataclass(slots=True)
+class _Incoming:
+    """What the proxy reads from the browser's request head, in one pass."""
+
+    # The allowlisted ones, hop-by-hop ones removed. Never Content-Length: the client
+    # sets it for the body it actually sends, so a bodiless request that declares one
+    # cannot leave the vendor waiting for (or reading the next request as) its body.
+    headers: list[tuple[str, str]]
+    has_body: bool
+    content_length: int | None
 
 
 class VendorProxy:
@@ -156,6 +182,8 @@ class VendorProxy:
         self.metrics = metrics
         self.limits = limits or ProxyLimits()
         self.slots = ProxySlots(self.limits)
+        self._urls: dict[bytes, str | None] = {}
+        self._policies: dict[bytes, bytes] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,119 +191,152 @@ class VendorProxy:
             await send({"type": "websocket.close", "code": 1008})
             return
         request = Request(scope, receive)
-        response = await self._forward(request, send)
+        response: Response | None
+        if self.target is None:
+            response = framed_page(
+                request, 404, "No dashboard here", "The dashboard is not proxied by this server."
+            )
+        elif (url := self._upstream_url(scope)) is None:
+            response = framed_page(
+                request, 400, "Bad request", "This dashboard address is not valid."
+            )
+        elif isinstance(granted := await self.authorize(request), Response):
+            response = granted
+        else:
+            try:
+                slot = self.slots.acquire(granted.session_id, granted.user_id)
+            except ProxyBusy as busy:
+                response = self._busy(request, busy)
+            else:
+                with slot:
+                    response = await self._exchange(request, url, granted, send)
         if response is not None:
             await response(scope, receive, send)
 
-    async def _forward(self, request: Request, send: Send) -> Response | None:
-        if self.target is None:
-            return framed_page(
-                request, 404, "No dashboard here", "The dashboard is not proxied by this server."
-            )
-        raw_rest = _raw_rest(request.scope)
+    def _upstream_url(self, scope: Scope) -> str | None:
+        """The vendor URL for this request's path and query, or None when it is unsafe."""
+        raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        query: bytes = scope.get("query_string", b"")
+        key = raw + b"?" + query if query else raw
         try:
-            if raw_rest is None:
-                raise UnsafePath("path outside the prefix")
-            url = self.target.upstream_url(raw_rest, request.scope.get("query_string", b""))
-        except UnsafePath:
-            return framed_page(request, 400, "Bad request", "This dashboard address is not valid.")
-        granted = await self.authorize(request)
-        if isinstance(granted, Response):
-            return granted
+            return self._urls[key]
+        except KeyError:
+            pass
+        url = self._resolve(raw, query)
+        if len(key) <= _REMEMBERED_URL_LENGTH:
+            if len(self._urls) >= _REMEMBERED_URLS:
+                self._urls.clear()
+            self._urls[key] = url
+        return url
+
+    def _resolve(self, raw: bytes, query: bytes) -> str | None:
+        assert self.target is not None
+        if not raw.startswith(_PREFIX):
+            return None
         try:
-            slot = self.slots.acquire(granted.session_id, granted.user_id)
-        except ProxyBusy as busy:
-            return self._busy(request, busy)
-        with slot:
-            return await self._exchange(request, url, granted, send)
+            rest = raw[len(_PREFIX) :].decode("ascii")
+            return str(self.target.upstream_url(rest, query))
+        except (UnicodeDecodeError, UnsafePath):
+            return None
 
     async def _exchange(
-        self, request: Request, url: httpx2.URL, granted: Grant, send: Send
+        self, request: Request, url: str, granted: Grant, send: Send
     ) -> Response | None:
+        incoming = _incoming(request.scope)
+        http = services(request).http
+        body: Body | _StreamedBody = None
         try:
-            body = await self._request_body(request)
-            upstream = await self._open(request, url, granted, body)
-        except _BodyTimeout:
-            self.metrics.limited.labels("body_deadline").inc()
-            logger.warning("a proxied request body did not arrive in time; answered 408")
-            timed_out = framed_page(
-                request, 408, "Request timed out", "The dashboard request took too long to send."
+            if incoming.has_body:
+                body = await self._request_body(request, incoming)
+            sent = await http.send(request.method, url, *_outgoing(incoming, granted, body))
+            upstream = (
+                await self._after_refusal(request, url, incoming, granted, body, sent)
+                if sent.status == 401
+                else sent
             )
-            # The rest of the body may still trickle in: this connection is done.
-            timed_out.headers["Connection"] = "close"
-            return timed_out
+        except _BodyTimeout:
+            return self._body_timed_out(request)
         except ClientDisconnect:
             return None  # the browser left; nobody to answer
-        except httpx2.PoolTimeout:
+        except VendorPoolExhausted:
             self.metrics.limited.labels("vendor_pool").inc()
             logger.warning("no vendor connection free for a proxied request")
             return self._unavailable(request)
-        except httpx2.HTTPError as exc:
-            logger.warning("vendor dashboard unreachable: %s", type(exc).__name__)
+        except VendorUnreachable as exc:
+            # A streamed body fails inside the client: what stopped it is ours to answer.
+            if isinstance(body, _StreamedBody) and isinstance(body.failure, _BodyTimeout):
+                return self._body_timed_out(request)
+            if isinstance(body, _StreamedBody) and isinstance(body.failure, ClientDisconnect):
+                return None
+            logger.warning("vendor dashboard unreachable: %s", exc)
             return framed_page(
                 request, 502, "Dashboard unreachable", "The dashboard could not be reached."
             )
         if isinstance(upstream, Response):
             return upstream
         try:
-            headers = self._response_headers(upstream, url)
-            if headers is None:
+            try:
+                headers, length = self._response_headers(upstream.headers, url)
+            except _Refused:
                 logger.warning("vendor dashboard redirected outside its directory; refused")
                 return framed_page(
                     request, 502, "Dashboard not available", "The dashboard sent us elsewhere."
                 )
-            await self._relay(request, upstream, headers, send)
+            await self._relay(request.receive, upstream, headers, length, send)
         finally:
             await upstream.aclose()
         return None
 
-    async def _request_body(self, request: Request) -> _Body:
+    def _body_timed_out(self, request: Request) -> Response:
+        self.metrics.limited.labels("body_deadline").inc()
+        logger.warning("a proxied request body did not arrive in time; answered 408")
+        timed_out = framed_page(
+            request, 408, "Request timed out", "The dashboard request took too long to send."
+        )
+        # The rest of the body may still trickle in: this connection is done.
+        timed_out.headers["Connection"] = "close"
+        return timed_out
+
+    async def _request_body(self, request: Request, incoming: _Incoming) -> Body | _StreamedBody:
         """The body to forward: read whole when small enough to be sent again."""
-        if not _has_body(request):
-            return None
-        length = _content_length(request)
+        length = incoming.content_length
         if length is not None and length <= self.limits.replay_body_limit:
             return b"".join([chunk async for chunk in self._body(request.receive)])
-        return self._body(request.receive)
+        return _StreamedBody(self._body(request.receive))
 
-    async def _open(
-        self, request: Request, url: httpx2.URL, granted: Grant, body: _Body
-    ) -> httpx2.Response | Response:
-        """The vendor's streamed answer; after a 401 the token is renewed and, when the
-        body can be sent again, the request is sent once more."""
-        upstream = await self._send(request, url, granted, body)
-        if upstream.status_code != 401:
-            return upstream
+    async def _after_refusal(
+        self,
+        request: Request,
+        url: str,
+        incoming: _Incoming,
+        granted: Grant,
+        body: Body | _StreamedBody,
+        refused: UpstreamResponse,
+    ) -> UpstreamResponse | Response:
+        """After the vendor's 401 the token is renewed and, when the body can be sent
+        again, the request is sent once more."""
         try:
             await granted.renew()
         except BaseException:
-            await upstream.aclose()
+            await refused.aclose()
             raise
-        if not isinstance(body, bytes | None):
+        if isinstance(body, _StreamedBody):
             self.metrics.refused("not_replayable")
             logger.warning("vendor refused a proxied request's token; renewed for the next one")
-            return upstream
-        await upstream.aclose()
+            return refused
+        await refused.aclose()
         again = await self.authorize(request)
         if isinstance(again, Response):
             return again
-        retried = await self._send(request, url, again, body)
-        if retried.status_code == 401:
+        http = services(request).http
+        retried = await http.send(request.method, url, *_outgoing(incoming, again, body))
+        if retried.status == 401:
             self.metrics.refused("refused_again")
             logger.warning("vendor refused a proxied request's fresh token too; passed on")
         else:
             self.metrics.refused("retried")
             logger.info("vendor refused a proxied request's token; sent again with a fresh one")
         return retried
-
-    async def _send(
-        self, request: Request, url: httpx2.URL, granted: Grant, body: _Body
-    ) -> httpx2.Response:
-        upstream_request = httpx2.Request(
-            request.method, url, headers=_request_headers(request, granted), content=body
-        )
-        http = services(request).http
-        return await http.send(upstream_request, stream=True, follow_redirects=False)
 
     async def _body(self, receive: Receive) -> AsyncIterator[bytes]:
         """The browser's body as it arrives, or :class:`_BodyTimeout` past a deadline."""
@@ -298,48 +359,65 @@ class VendorProxy:
 
     async def _relay(
         self,
-        request: Request,
-        upstream: httpx2.Response,
+        receive: Receive,
+        upstream: UpstreamResponse,
         headers: list[tuple[bytes, bytes]],
+        length: int | None,
         send: Send,
     ) -> None:
         """Stream the vendor's answer to the browser until it ends, the browser leaves,
         or the browser misses a deadline (returning mid-response makes the server close
-        the browser's connection)."""
-        async with anyio.create_task_group() as group:
-            # uvicorn drops what is sent after a disconnect: without this watch the
-            # rest of a large answer would still be read from the vendor.
-            group.start_soon(_cancel_on_disconnect, request.receive, group.cancel_scope)
-            try:
-                await self._stream(upstream, headers, send)
-            except _SlowBrowser as slow:
-                self.metrics.limited.labels(slow.deadline).inc()
-                logger.warning("a browser stopped reading a proxied response (%s)", slow.deadline)
-            except httpx2.HTTPError as exc:
-                logger.warning("vendor dashboard failed mid-response: %s", type(exc).__name__)
-            finally:
-                group.cancel_scope.cancel()
+        the browser's connection).
 
-    async def _stream(
-        self, upstream: httpx2.Response, headers: list[tuple[bytes, bytes]], send: Send
-    ) -> None:
-        with anyio.move_on_after(self.limits.response_deadline) as whole:
-            start = {"type": "http.response.start", "status": upstream.status_code}
-            await self._give(send, {**start, "headers": headers})
-            async for chunk in upstream.aiter_raw():
-                await self._give(
-                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
-                )
-            await self._give(send, {"type": "http.response.body", "body": b"", "more_body": False})
-        if whole.cancelled_caught:
-            raise _SlowBrowser("response_deadline")
-
-    async def _give(self, send: Send, message: Message) -> None:
-        """``send``, unless the browser leaves it waiting past the send timeout."""
-        with anyio.move_on_after(self.limits.send_timeout) as waited:
-            await send(message)
-        if waited.cancelled_caught:
-            raise _SlowBrowser("send_timeout")
+        One timeout guards it all, moved as it goes: the response deadline while the
+        vendor is read, the send timeout (or the deadline, if sooner) while the browser
+        is sent to. The head goes out with the first chunk."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.response_deadline
+        patience = self.limits.send_timeout
+        start: Message | None = {
+            "type": "http.response.start",
+            "status": upstream.status,
+            "headers": headers,
+        }
+        watch: _DisconnectWatch | None = None
+        sending = False
+        try:
+            async with asyncio.timeout_at(deadline) as guard:
+                sent = 0
+                while chunk := await upstream.next_chunk():
+                    sent += len(chunk)
+                    last = length is not None and sent >= length
+                    sending = True
+                    _arm(guard, watch, min(deadline, loop.time() + patience))
+                    if start is not None:
+                        await send(start)
+                        start = None
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                    if last:
+                        return
+                    sending = False
+                    _arm(guard, watch, deadline)
+                    if watch is None:
+                        # uvicorn drops what is sent after a disconnect: without this watch
+                        # the rest of a large answer would still be read from the vendor.
+                        watch = _DisconnectWatch(receive, guard)
+                sending = True
+                _arm(guard, watch, min(deadline, loop.time() + patience))
+                if start is not None:
+                    await send(start)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            if watch is not None and watch.left:
+                return
+            missed = "send_timeout" if sending and loop.time() < deadline else "response_deadline"
+            self.metrics.limited.labels(missed).inc()
+            logger.warning("a browser stopped reading a proxied response (%s)", missed)
+        except VendorUnreachable as exc:
+            logger.warning("vendor dashboard failed mid-response: %s", exc)
+        finally:
+            if watch is not None:
+                watch.stop()
 
     def _busy(self, request: Request, busy: ProxyBusy) -> Response:
         self.metrics.limited.labels(busy.bound).inc()
@@ -364,26 +442,91 @@ class VendorProxy:
         )
 
     def _response_headers(
-        self, upstream: httpx2.Response, url: httpx2.URL
-    ) -> list[tuple[bytes, bytes]] | None:
+        self, raw: RawHeaders, url: str
+    ) -> tuple[list[tuple[bytes, bytes]], int | None]:
+        """The headers the browser gets and the body's length when the vendor gave it;
+        :class:`_Refused` for a redirect out of the dashboard's directory."""
         assert self.target is not None
-        headers = [
-            (name.lower(), value)
-            for name, value in upstream.headers.raw
-            if name.lower().decode("latin-1") in _RESPONSE_HEADERS
-        ]
-        for policy in upstream.headers.get_list("content-security-policy"):
-            kept = _without_frame_ancestors(policy)
-            if kept:
-                headers.append((b"content-security-policy", kept.encode("latin-1")))
-        location = upstream.headers.get("location")
-        if location is not None:
-            rewritten = self.target.browser_location(location, url)
+        headers: list[tuple[bytes, bytes]] = []
+        policies: list[tuple[bytes, bytes]] = []
+        locations: list[bytes] = []
+        length: int | None = None
+        for name, value in raw:
+            lower = name.lower()
+            if lower in _RESPONSE_HEADERS:
+                headers.append((lower, value))
+                if lower == b"content-length":
+                    length = int(value) if value.isdigit() else None
+            elif lower == b"content-security-policy":
+                kept = self._policy(value)
+                if kept:
+                    policies.append((lower, kept))
+            elif lower == b"location":
+                locations.append(value)
+        headers += policies
+        if locations:
+            rewritten = (
+                self.target.browser_location(locations[0].decode("latin-1"), httpx2.URL(url))
+                if len(locations) == 1
+                else None
+            )
             if rewritten is None:
-                return None
+                raise _Refused
             headers.append((b"location", rewritten.encode("latin-1")))
         headers.extend(_ADDED_RESPONSE_HEADERS)
-        return headers
+        return headers, length
+
+    def _policy(self, value: bytes) -> bytes:
+        kept = self._policies.get(value)
+        if kept is None:
+            kept = _without_frame_ancestors(value.decode("latin-1")).encode("latin-1")
+            if len(self._policies) >= _REMEMBERED_POLICIES:
+                self._policies.clear()
+            self._policies[value] = kept
+        return kept
+
+
+class _StreamedBody:
+    """A browser body streamed to the vendor; the client sends it from its own task, so
+    what stopped it (a deadline, the browser leaving) is kept for the proxy to answer."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self.failure: Exception | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks:
+                yield chunk
+        except (_BodyTimeout, ClientDisconnect) as exc:
+            self.failure = exc
+            raise
+
+
+def _arm(guard: asyncio.Timeout, watch: _DisconnectWatch | None, when: float) -> None:
+    """Move ``guard`` to ``when``, unless the browser has left (it then fires at once)."""
+    if watch is None or not watch.left:
+        guard.reschedule(when)
+
+
+class _DisconnectWatch:
+    """Reads the browser's side while a response streams; when the browser leaves, ends
+    the ``whole`` timeout at once, which stops the vendor read wherever it waits."""
+
+    def __init__(self, receive: Receive, whole: asyncio.Timeout) -> None:
+        self.left = False
+        self._receive = receive
+        self._whole = whole
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass  # the rest of a body the vendor did not wait for
+        self.left = True
+        self._whole.reschedule(asyncio.get_running_loop().time())
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 def framed_page(
@@ -420,49 +563,43 @@ def _without_frame_ancestors(policy: str) -> str:
     )
 
 
-def _raw_rest(scope: Scope) -> str | None:
-    """The still-encoded path after the prefix, as the browser sent it."""
-    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-    prefix = PREFIX.encode("ascii") + b"/"
-    if not raw.startswith(prefix):
-        return None
-    try:
-        return raw[len(prefix) :].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-
-
-def _request_headers(request: Request, granted: Grant) -> list[tuple[str, str]]:
-    headers = [
-        (name, value)
-        for name, value in request.headers.items()
-        if name in _REQUEST_HEADERS and not _is_connection_header(request, name)
-    ]
+def _outgoing(
+    incoming: _Incoming, granted: Grant, body: Body | _StreamedBody
+) -> tuple[list[tuple[str, str]], Body]:
+    """The headers and body to send the vendor for ``granted``."""
     # The browser's own tenant headers are not in the allowlist: the pair is pinned here.
-    headers.append(("authorization", granted.authorization))
-    headers.append((TENANT_HEADER, granted.pair[0]))
-    headers.append((SUB_TENANT_HEADER, granted.pair[1]))
-    return headers
+    headers = [
+        *incoming.headers,
+        ("authorization", granted.authorization),
+        (TENANT_HEADER, granted.pair[0]),
+        (SUB_TENANT_HEADER, granted.pair[1]),
+    ]
+    if not isinstance(body, _StreamedBody):
+        return headers, body
+    if incoming.content_length is not None:
+        headers.append(("content-length", str(incoming.content_length)))
+    return headers, body.chunks()
 
 
-def _is_connection_header(request: Request, name: str) -> bool:
-    """Headers the browser named in ``Connection`` are hop-by-hop, whatever they are called."""
-    listed = request.headers.get("connection", "")
-    return name in {item.strip().lower() for item in listed.split(",")}
-
-
-def _has_body(request: Request) -> bool:
-    if request.method in _BODYLESS_METHODS:
-        return False
-    return "content-length" in request.headers or "transfer-encoding" in request.headers
-
-
-def _content_length(request: Request) -> int | None:
-    value = request.headers.get("content-length", "")
-    return int(value) if value.isascii() and value.isdigit() else None
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass  # the rest of a body the vendor did not wait for
-    scope.cancel()
+def _incoming(scope: Scope) -> _Incoming:
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    headers: list[tuple[str, str]] = []
+    hop_by_hop: list[str] = []
+    framed = False
+    length: int | None = None
+    for name, value in raw:
+        forwarded = _REQUEST_HEADERS.get(name)
+        if forwarded is not None:
+            headers.append((forwarded, value.decode("latin-1")))
+        elif name == b"connection":
+            hop_by_hop += [item.strip().lower() for item in value.decode("latin-1").split(",")]
+        elif name == b"content-length":
+            framed = True
+            length = int(value) if value.isdigit() else None
+        elif name == b"transfer-encoding":
+            framed = True
+    # Headers the browser named in ``Connection`` are hop-by-hop, whatever they are called.
+    if hop_by_hop and any(name in hop_by_hop for name, _ in headers):
+        headers = [(name, value) for name, value in headers if name not in hop_by_hop]
+    has_body = framed and scope["method"] not in _BODYLESS_METHODS
+    return _Incoming(headers, has_body, length)

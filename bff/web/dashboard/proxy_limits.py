@@ -16,7 +16,6 @@ applies the bounds on its own.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from typing import Literal, TypeVar
 
 import httpx2
@@ -54,6 +53,8 @@ VENDOR_WRITE_TIMEOUT = 10.0
 # Only a backstop: MAX_TOTAL refuses before the pool would make anyone wait.
 VENDOR_POOL_TIMEOUT = 5.0
 VENDOR_KEEPALIVE = 32
+# Seconds an idle pooled connection is kept (httpx2's default).
+VENDOR_KEEPALIVE_EXPIRY = 5.0
 # Bytes of request body read whole before the request is sent, so it can be sent
 # again after a vendor 401: dashboards' data queries are small JSON; a bigger body
 # (or one without Content-Length) streams and is never replayed.
@@ -82,6 +83,7 @@ class ProxyLimits:
         return httpx2.Limits(
             max_connections=self.max_total,
             max_keepalive_connections=min(VENDOR_KEEPALIVE, self.max_total),
+            keepalive_expiry=VENDOR_KEEPALIVE_EXPIRY,
         )
 
     def vendor_timeout(self) -> httpx2.Timeout:
@@ -111,24 +113,27 @@ class ProxySlots:
 
     def __init__(self, limits: ProxyLimits) -> None:
         self._limits = limits
-        self._sessions: Counter[str] = Counter()
-        self._users: Counter[int] = Counter()
+        # Plain dicts: a Counter's missing keys cost a Python call on every request.
+        self._sessions: dict[str, int] = {}
+        self._users: dict[int, int] = {}
         self.in_use = 0
 
     def acquire(self, session_id: str, user_id: int) -> Slot:
-        if self._sessions[session_id] >= self._limits.max_per_session:
+        in_session = self._sessions.get(session_id, 0)
+        if in_session >= self._limits.max_per_session:
             raise ProxyBusy("session")
-        if self._users[user_id] >= self._limits.max_per_user:
+        of_user = self._users.get(user_id, 0)
+        if of_user >= self._limits.max_per_user:
             raise ProxyBusy("user")
         if self.in_use >= self._limits.max_total:
             raise ProxyBusy("total")
-        self._sessions[session_id] += 1
-        self._users[user_id] += 1
+        self._sessions[session_id] = in_session + 1
+        self._users[user_id] = of_user + 1
         self.in_use += 1
         return Slot(self, session_id, user_id)
 
     def held_by(self, session_id: str) -> int:
-        return self._sessions[session_id]
+        return self._sessions.get(session_id, 0)
 
     def _release(self, session_id: str, user_id: int) -> None:
         _decrement(self._sessions, session_id)
@@ -154,10 +159,10 @@ class Slot:
             self._slots._release(self._session_id, self._user_id)
 
 
-def _decrement(counter: Counter[_K], key: _K) -> None:
+def _decrement(counts: dict[_K, int], key: _K) -> None:
     # Keys at zero are dropped: ended sessions leave nothing behind.
-    left = counter[key] - 1
+    left = counts[key] - 1
     if left:
-        counter[key] = left
+        counts[key] = left
     else:
-        del counter[key]
+        del counts[key]

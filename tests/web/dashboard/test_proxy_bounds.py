@@ -16,25 +16,33 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import anyio
 import anyio.lowlevel
-import httpx2
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
 from starlette.types import Message
 
 from bff.web.dashboard.proxy import Grant, VendorProxy
 from bff.web.dashboard.proxy_limits import ProxyLimits
 from bff.web.dashboard.proxy_metrics import ProxyMetrics
+from bff.web.dashboard.upstream_client import UpstreamClient, open_upstream
 from bff.web.dashboard.vendor_target import VendorTarget
 from bff.web.template_helpers import create_templates
 from tests.web.dashboard.test_proxy import ProxyServices
+from tests.web.dashboard.vendor_server import serve_in_loop
 
 pytestmark = pytest.mark.anyio
 
-TARGET = VendorTarget.from_dashboard_url("http://vendor.test/dashboard/")
 FIRST = "Bearer first-token"
 FRESH = "Bearer fresh-token"
+# 64 MiB in 16 KiB chunks: far more than the sockets between vendor and proxy buffer.
+BIG = 64 << 20
+CHUNK = 16 * 1024
+# Only guards against a hang; no outcome depends on it.
+HANG_GUARD = 30.0
 Receive = Callable[[], Awaitable[Message]]
 
 
@@ -44,67 +52,85 @@ class Reply:
 
     status: int | None = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
-    body: bytes = b""
+    body: bytearray = dataclasses.field(default_factory=bytearray)
     complete: bool = False
 
 
-class HeldStream(httpx2.AsyncByteStream):
+class HeldStream:
     """A vendor response body: ``size`` bytes in chunks, or endless; counts the chunks
-    read from it and remembers being closed."""
+    it produced and notes when it was stopped (the proxy closed the connection) or ended."""
 
-    def __init__(self, size: int | None = 1 << 20, chunk: int = 16 * 1024) -> None:
+    def __init__(self, size: int | None = BIG) -> None:
         self.size = size
-        self.chunk = chunk
         self.read = 0
-        self.closed = False
+        self.closed = anyio.Event()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while self.size is None or self.read * self.chunk < self.size:
-            await anyio.lowlevel.checkpoint()
-            self.read += 1
-            yield b"x" * self.chunk
+        try:
+            while self.size is None or self.read * CHUNK < self.size:
+                await anyio.lowlevel.checkpoint()
+                self.read += 1
+                yield b"x" * CHUNK
+        finally:
+            self.closed.set()
 
-    async def aclose(self) -> None:
-        self.closed = True
+    async def wait_closed(self) -> None:
+        with anyio.fail_after(HANG_GUARD):
+            await self.closed.wait()
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    headers: Headers
+    body: bytes
 
 
 @dataclasses.dataclass
 class Vendor:
-    """Answers by path; ``/dashboard/hold`` waits until ``release`` is set."""
+    """Answers by path; ``/dashboard/hold`` waits until ``release`` is set. Served for
+    real, in the test's own event loop."""
 
     release: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     held: int = 0
-    seen: list[httpx2.Request] = dataclasses.field(default_factory=list)
-    bodies: list[bytes] = dataclasses.field(default_factory=list)
+    seen: list[Seen] = dataclasses.field(default_factory=list)
     streams: list[HeldStream] = dataclasses.field(default_factory=list)
     refused: set[str] = dataclasses.field(default_factory=set)
     more_held: anyio.Event = dataclasses.field(default_factory=anyio.Event)
 
-    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.seen.append(request)
-        self.bodies.append(await request.aread())
+    @property
+    def bodies(self) -> list[bytes]:
+        return [seen.body for seen in self.seen]
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._answer, methods=["GET", "POST"])])
+
+    async def _answer(self, request: Request) -> Response:
+        self.seen.append(Seen(request.headers, await request.body()))
         if request.headers["authorization"] in self.refused:
-            return httpx2.Response(401, content=_streamed(b"token revoked"))
+            return PlainTextResponse("token revoked", 401)
         path = request.url.path
         if path == "/dashboard/hold":
             self.held += 1
             self.more_held.set()
             await self.release.wait()
-        if path == "/dashboard/big":
-            stream = HeldStream()
+        if path in ("/dashboard/big", "/dashboard/endless"):
+            stream = HeldStream(BIG if path == "/dashboard/big" else None)
             self.streams.append(stream)
-            return httpx2.Response(200, stream=stream)
-        if path == "/dashboard/endless":
-            stream = HeldStream(size=None)
-            self.streams.append(stream)
-            return httpx2.Response(200, stream=stream)
-        # Streamed, as from the network (a bytes body counts as already read).
-        return httpx2.Response(200, content=_streamed(f"ok {request.headers['authorization']}"))
+            return StreamingResponse(stream, media_type="application/octet-stream")
+        return PlainTextResponse(f"ok {request.headers['authorization']}")
 
     async def wait_held(self, count: int) -> None:
         while self.held < count:
             self.more_held = anyio.Event()
             await self.more_held.wait()
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """The production client, and where it finds the vendor."""
+
+    client: UpstreamClient
+    target: VendorTarget
 
 
 @dataclasses.dataclass
@@ -135,9 +161,9 @@ def vendor() -> Vendor:
 
 
 @pytest.fixture
-async def http(vendor: Vendor) -> AsyncIterator[httpx2.AsyncClient]:
-    async with httpx2.AsyncClient(transport=httpx2.MockTransport(vendor)) as client:
-        yield client
+async def http(vendor: Vendor) -> AsyncIterator[Upstream]:
+    async with serve_in_loop(vendor.app()) as url, open_upstream(ProxyLimits()) as client:
+        yield Upstream(client, VendorTarget.from_dashboard_url(f"{url}/dashboard/"))
 
 
 @pytest.fixture
@@ -146,10 +172,13 @@ def registry() -> CollectorRegistry:
 
 
 def proxy(
-    registry: CollectorRegistry, authorize: Authorizer | None = None, **limits: float
+    registry: CollectorRegistry,
+    http: Upstream,
+    authorize: Authorizer | None = None,
+    **limits: float,
 ) -> VendorProxy:
     return VendorProxy(
-        TARGET,
+        http.target,
         authorize or Authorizer(),
         ProxyMetrics(registry),
         ProxyLimits(**limits),  # type: ignore[arg-type]
@@ -179,7 +208,7 @@ async def stall() -> Message:
 
 async def request(
     app: VendorProxy,
-    http: httpx2.AsyncClient,
+    http: Upstream,
     path: str = "/vendor/page",
     *,
     method: str = "GET",
@@ -207,7 +236,7 @@ async def request(
         ],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
-        "state": {"services": ProxyServices(http, create_templates())},
+        "state": {"services": ProxyServices(http.client, create_templates())},
     }
 
     async def send(message: Message) -> None:
@@ -229,9 +258,9 @@ def counted(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 async def test_a_session_beyond_its_bound_is_refused_at_once_and_others_pass(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
-    app = proxy(registry, max_per_session=2)
+    app = proxy(registry, http, max_per_session=2)
     held: list[Reply] = []
     async with anyio.create_task_group() as group:
         for _ in range(2):
@@ -252,9 +281,9 @@ async def test_a_session_beyond_its_bound_is_refused_at_once_and_others_pass(
 
 
 async def test_a_user_beyond_its_bound_is_refused_whatever_the_session(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
-    app = proxy(registry, max_per_session=5, max_per_user=2)
+    app = proxy(registry, http, max_per_session=5, max_per_user=2)
     async with anyio.create_task_group() as group:
         for session in ("a", "b"):
             group.start_soon(
@@ -270,9 +299,9 @@ async def test_a_user_beyond_its_bound_is_refused_whatever_the_session(
 
 
 async def test_the_process_wide_bound_is_a_503_with_retry_after(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
-    app = proxy(registry, max_total=2)
+    app = proxy(registry, http, max_total=2)
     async with anyio.create_task_group() as group:
         for user in (1, 2):
             group.start_soon(
@@ -287,9 +316,9 @@ async def test_the_process_wide_bound_is_a_503_with_retry_after(
 
 
 async def test_a_body_that_stops_arriving_is_cut_off_with_a_408(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
-    app = proxy(registry, body_idle_timeout=0.05)
+    app = proxy(registry, http, body_idle_timeout=0.05)
     reply = await request(
         app,
         http,
@@ -305,11 +334,11 @@ async def test_a_body_that_stops_arriving_is_cut_off_with_a_408(
 
 
 async def test_a_small_body_that_stops_arriving_never_reaches_the_vendor(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
     """Read whole before it is sent (to be replayable), so a stall holds no vendor
     connection."""
-    app = proxy(registry, body_idle_timeout=0.05)
+    app = proxy(registry, http, body_idle_timeout=0.05)
     reply = await request(
         app,
         http,
@@ -323,13 +352,13 @@ async def test_a_small_body_that_stops_arriving_never_reaches_the_vendor(
 
 
 async def test_a_trickling_body_is_cut_off_at_its_deadline(
-    registry: CollectorRegistry, http: httpx2.AsyncClient
+    registry: CollectorRegistry, http: Upstream
 ) -> None:
     async def trickle() -> Message:
         await anyio.sleep(0.01)
         return {"type": "http.request", "body": b"x", "more_body": True}
 
-    app = proxy(registry, body_deadline=0.2)
+    app = proxy(registry, http, body_deadline=0.2)
     reply = await request(
         app,
         http,
@@ -342,12 +371,12 @@ async def test_a_trickling_body_is_cut_off_at_its_deadline(
 
 
 async def test_a_browser_leaving_mid_body_gets_nothing_and_frees_its_slot(
-    registry: CollectorRegistry, http: httpx2.AsyncClient
+    registry: CollectorRegistry, http: Upstream
 ) -> None:
     async def leave() -> Message:
         return {"type": "http.disconnect"}
 
-    app = proxy(registry)
+    app = proxy(registry, http)
     reply = await request(
         app,
         http,
@@ -360,35 +389,35 @@ async def test_a_browser_leaving_mid_body_gets_nothing_and_frees_its_slot(
 
 
 async def test_a_browser_that_stops_reading_loses_the_response_and_the_slot(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
     async def never_reads(message: Message) -> None:
         await anyio.sleep_forever()
 
-    app = proxy(registry, send_timeout=0.05)
+    app = proxy(registry, http, send_timeout=0.05)
     reply = await request(app, http, "/vendor/big", reader=never_reads)
     assert reply.status == 200
     assert not reply.complete
     (stream,) = vendor.streams
-    assert stream.closed  # the vendor connection is given back
+    await stream.wait_closed()  # the vendor connection is closed: nobody reads it
     assert app.slots.in_use == 0
     assert counted(registry, "bff_proxy_limited", bound="send_timeout") == 1
 
 
 async def test_a_response_stops_at_its_deadline(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
-    app = proxy(registry, response_deadline=0.2)
+    app = proxy(registry, http, response_deadline=0.2)
     reply = await request(app, http, "/vendor/endless")
     assert reply.status == 200
     assert not reply.complete
-    assert vendor.streams[0].closed
+    await vendor.streams[0].wait_closed()
     assert app.slots.in_use == 0
     assert counted(registry, "bff_proxy_limited", bound="response_deadline") == 1
 
 
 async def test_a_browser_that_leaves_mid_response_stops_the_vendor_read(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
     """uvicorn drops what is sent after a disconnect, so only watching for it stops the
     proxy reading the rest of a large answer from the vendor."""
@@ -401,7 +430,7 @@ async def test_a_browser_that_leaves_mid_response_stops_the_vendor_read(
         await started.wait()
         return {"type": "http.disconnect"}
 
-    app = proxy(registry)
+    app = proxy(registry, http)
     reply = await request(
         app,
         http,
@@ -412,17 +441,17 @@ async def test_a_browser_that_leaves_mid_response_stops_the_vendor_read(
     assert reply.status == 200
     assert not reply.complete
     (stream,) = vendor.streams
-    assert 0 < stream.read < 64  # 1 MiB in 16 KiB chunks: not read to the end
-    assert stream.closed
+    await stream.wait_closed()
+    assert 0 < stream.read < BIG // CHUNK  # not read to the end
     assert app.slots.in_use == 0
 
 
 async def test_a_refused_token_is_renewed_and_the_request_sent_once_more(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
     vendor.refused = {FIRST}
     authorizer = Authorizer()
-    reply = await request(proxy(registry, authorizer), http)
+    reply = await request(proxy(registry, http, authorizer), http)
     assert reply.status == 200
     assert reply.body == f"ok {FRESH}".encode()
     assert [r.headers["authorization"] for r in vendor.seen] == [FIRST, FRESH]
@@ -431,11 +460,11 @@ async def test_a_refused_token_is_renewed_and_the_request_sent_once_more(
 
 
 async def test_a_second_401_is_passed_on_without_another_renewal(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
     vendor.refused = {FIRST, FRESH}
     authorizer = Authorizer()
-    reply = await request(proxy(registry, authorizer), http)
+    reply = await request(proxy(registry, http, authorizer), http)
     assert reply.status == 401
     assert reply.body == b"token revoked"
     assert [r.headers["authorization"] for r in vendor.seen] == [FIRST, FRESH]
@@ -445,11 +474,11 @@ async def test_a_second_401_is_passed_on_without_another_renewal(
 
 
 async def test_a_small_body_is_read_whole_and_replayed_with_the_fresh_token(
-    registry: CollectorRegistry, http: httpx2.AsyncClient, vendor: Vendor
+    registry: CollectorRegistry, http: Upstream, vendor: Vendor
 ) -> None:
     vendor.refused = {FIRST}
     reply = await request(
-        proxy(registry, Authorizer()),
+        proxy(registry, http, Authorizer()),
         http,
         method="POST",
         headers=[("content-length", "9")],
@@ -468,13 +497,13 @@ async def test_a_small_body_is_read_whole_and_replayed_with_the_fresh_token(
 )
 async def test_a_streamed_body_is_not_replayed_but_the_next_request_is_renewed(
     registry: CollectorRegistry,
-    http: httpx2.AsyncClient,
+    http: Upstream,
     vendor: Vendor,
     framing: tuple[str, str],
 ) -> None:
     vendor.refused = {FIRST}
     authorizer = Authorizer()
-    app = proxy(registry, authorizer, replay_body_limit=8)
+    app = proxy(registry, http, authorizer, replay_body_limit=8)
     posted = await request(
         app, http, method="POST", headers=[framing], receive=body_of(b"data", b"=1234")
     )
@@ -492,5 +521,5 @@ async def _streamed(text: str | bytes) -> AsyncIterator[bytes]:
     yield text.encode() if isinstance(text, str) else text
 
 
-async def _append(replies: list[Reply], app: VendorProxy, http: httpx2.AsyncClient) -> None:
+async def _append(replies: list[Reply], app: VendorProxy, http: Upstream) -> None:
     replies.append(await request(app, http, "/vendor/hold"))
