@@ -10,12 +10,13 @@ counts the CPU time of the calling thread (other processes barely move it):
 
 - bff's whole app at ``WARNING`` and at ``INFO`` (JSON lines to a null device, as in
   production): the difference is the access record;
-- without Starlette's two error layers (``ServerErrorMiddleware``,
-  ``ExceptionMiddleware``): bff's :class:`~bff.web.middleware.RequestContextMiddleware`
-  and :class:`~bff.web.request_pipeline.RequestPipeline` around the router, then the
-  pipeline alone;
-- the router alone, with the state the pipeline would have put in the scope: the
-  route, the session's page and its response;
+- without Starlette's outer error layer (``ServerErrorMiddleware``; ``GET /`` skips the
+  inner one, ``ExceptionMiddleware``, and the router): bff's
+  :class:`~bff.web.middleware.RequestContextMiddleware` and
+  :class:`~bff.web.request_pipeline.RequestPipeline`, then the pipeline alone;
+- the dashboard's endpoint alone, with the state the pipeline would have put in the
+  scope: the session's page and its response (what ``GET /`` runs past the pipeline);
+- for comparison, the usual way to it: Starlette's ``ExceptionMiddleware`` and router;
 - a bare Starlette app returning the same HTML with the same headers: the floor.
 
 Then each step of the pipeline on its own (reading the headers, the ids, the cookies,
@@ -119,9 +120,10 @@ def _context(app: Starlette) -> RequestContextMiddleware:
 
 WHOLE_INFO = "bff, whole app, INFO"
 WHOLE = "bff, whole app, WARNING"
-BOTH = "bff's two layers around the router (no Starlette error layers), WARNING"
-PIPELINE = "RequestPipeline around the router"
-ROUTER = "bff's router alone (route, page, response)"
+BOTH = "bff's two layers and the page (no ServerErrorMiddleware), WARNING"
+PIPELINE = "RequestPipeline and the page"
+ENDPOINT = "the dashboard's endpoint alone (page, response)"
+ROUTER = "the same through ExceptionMiddleware and the router (the usual way)"
 
 
 def _set_level(level: int) -> None:
@@ -137,9 +139,8 @@ async def layers(
         await per_request(app, headers, state, 10)  # builds the middleware stack
         pipeline = _pipeline(app)
         context = _context(app)
-        # The same layers around the router, without Starlette's error layers.
+        # The same layers without ServerErrorMiddleware (GET / goes past the rest).
         pipeline_alone = copy.copy(pipeline)
-        pipeline_alone.app = app.router
         both_alone = copy.copy(context)
         both_alone.app = pipeline_alone
         both_alone._pipeline = pipeline_alone
@@ -148,15 +149,24 @@ async def layers(
         await pipeline_alone(prepared, _receive, _ignore)
         route_state = prepared["state"]
 
+        direct = pipeline.direct
+        assert direct is not None, "GET / should go straight to the dashboard's endpoint"
+        exceptions = pipeline.app
+
+        async def endpoint_alone(scope: Scope, receive: Any, send: Any) -> None:
+            scope["state"]["csp_nonce"] = secrets.token_urlsafe(16)
+            await direct.endpoint(scope, receive, send)
+
         async def router_alone(scope: Scope, receive: Any, send: Any) -> None:
             scope["state"]["csp_nonce"] = secrets.token_urlsafe(16)
-            await app.router(scope, receive, send)
+            await exceptions(scope, receive, send)
 
         variants: dict[str, tuple[ASGIApp, Any, int]] = {
             WHOLE_INFO: (app, state, logging.INFO),
             WHOLE: (app, state, logging.WARNING),
             BOTH: (both_alone, state, logging.WARNING),
             PIPELINE: (pipeline_alone, state, logging.WARNING),
+            ENDPOINT: (endpoint_alone, route_state, logging.WARNING),
             ROUTER: (router_alone, route_state, logging.WARNING),
             "bare Starlette page (same HTML and headers)": (bare, {}, logging.WARNING),
         }
@@ -177,10 +187,11 @@ async def layers(
     print("\n| part | µs per request |")
     print("|---|---:|")
     print(f"| access record at INFO | {mean[WHOLE_INFO] - mean[WHOLE]:.1f} |")
-    print(f"| Starlette's error layers | {mean[WHOLE] - mean[BOTH]:.1f} |")
+    print(f"| Starlette's ServerErrorMiddleware | {mean[WHOLE] - mean[BOTH]:.1f} |")
     print(f"| RequestContextMiddleware (id, metrics) | {mean[BOTH] - mean[PIPELINE]:.1f} |")
-    print(f"| RequestPipeline (nonce, sessions, headers) | {mean[PIPELINE] - mean[ROUTER]:.1f} |")
-    print(f"| router, route, page, response | {mean[ROUTER]:.1f} |")
+    print(f"| RequestPipeline (nonce, sessions, headers) | {mean[PIPELINE] - mean[ENDPOINT]:.1f} |")
+    print(f"| the dashboard's endpoint (page, response) | {mean[ENDPOINT]:.1f} |")
+    print(f"| skipped: ExceptionMiddleware and the router | {mean[ROUTER] - mean[ENDPOINT]:.1f} |")
 
 
 async def _receive() -> Message:
@@ -223,7 +234,7 @@ def steps(app: Starlette, cookie: bytes, count: int) -> None:
         "CSP nonce": request_pipeline._nonce,
         "parse the Cookie header": lambda: parse_cookie_header(cookie.decode("latin-1")),
         "response headers (id, security headers)": lambda: pipeline._response_headers(
-            sent, "/", "nonce", state, []
+            sent, "/", "nonce", state, [], (b"x-request-id", b"0123456789abcdef")
         ),
         "metrics (count and latency)": lambda: context.metrics.observe("GET", "/", 200, 0.001),
         "access record, fast path": lambda: log_access(scope, "GET", "/", 200, 0.001),

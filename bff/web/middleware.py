@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bff.logs import redact, request_id
 from bff.metrics import HttpMetrics
 from bff.web.access_log import access_log_enabled, log_access
-from bff.web.request_pipeline import RequestPipeline
+from bff.web.request_pipeline import Exchange, RequestPipeline
 
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 # Anything else is counted as OTHER: a client must not mint label values.
@@ -44,34 +44,33 @@ class RequestContextMiddleware:
         # Not reset afterwards: the 500 handler runs outside this middleware and
         # still wants the id, and every request runs in its own task context.
         request_id.set(rid)
-        header = (b"x-request-id", rid.encode("latin-1"))
-        status = 500
-
-        def on_start(message: Message) -> None:
-            nonlocal status
-            status = message["status"]
-            # Without any id of the route's; a copy, since a response may be sent twice.
-            raw = [pair for pair in message.get("headers", ()) if pair[0] != b"x-request-id"]
-            raw.append(header)
-            message["headers"] = raw
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                on_start(message)
-            await send(message)
-
+        exchange = Exchange((b"x-request-id", rid.encode("latin-1")))
         try:
             if self._pipeline is not None:
-                await self._pipeline.serve(scope, receive, send, on_start)
+                await self._pipeline.serve(scope, receive, send, exchange)
             else:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive, _with_id(send, exchange))
         finally:
             seconds = time.perf_counter() - started
+            status = 500 if exchange.status is None else exchange.status
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             self.metrics.observe(method, route, status, seconds)
             if access_log_enabled():
                 log_access(scope, method, route, status, seconds)
+
+
+def _with_id(send: Send, exchange: Exchange) -> Send:
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            exchange.status = message["status"]
+            # Without any id of the route's; a copy, since a response may be sent twice.
+            raw = [pair for pair in message.get("headers", ()) if pair[0] != b"x-request-id"]
+            raw.append(exchange.id_header)
+            message["headers"] = raw
+        await send(message)
+
+    return send_with_id
 
 
 def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:

@@ -21,6 +21,7 @@ from starlette.templating import Jinja2Templates
 from bff.resources import static_dir, templates_dir
 from bff.web.auth.csrf import csrf_token
 from bff.web.auth.guard import current_session
+from bff.web.auth.sessions import Session
 from bff.web.security import csp_nonce
 
 
@@ -86,12 +87,19 @@ class PageMemo:
     token or scope is a different key. At most ``size`` pages are kept, least
     recently used first out; the cache lives in process memory beside the tokens
     the broker already holds.
+
+    In front of it, the same pages by the identity of their inputs: a warm view
+    passes the very objects of the view before (the cached session, pairs and
+    embed), and hashing those field by field and comparing them costs more than the
+    rest of the lookup. Each such entry holds its inputs, so none of their ids can be
+    reused by another object while it exists: equal ids are the same objects.
     """
 
     def __init__(self, templates: Jinja2Templates, size: int = 1024) -> None:
         self._templates = templates
         self._size = size
         self._pages: OrderedDict[Hashable, _Page] = OrderedDict()
+        self._known: dict[tuple[int, ...], tuple[tuple[object, ...], _Page]] = {}
         self._hole = f"nonce-{secrets.token_hex(16)}"
 
     def respond(
@@ -103,8 +111,19 @@ class PageMemo:
     ) -> Response:
         """A 200 HTML response of ``name`` rendered with ``context``; ``headers(nonce)``
         gives the page's headers, which must depend on the context and the nonce only
-        (it is called once per page, with the placeholder)."""
-        page = self._page(request, name, context, headers)
+        (it is called once per page, with the placeholder). The context's values are
+        immutable, as hashable values are: the same objects are the same page."""
+        session = current_session(request)
+        inputs = (name, session, *context, *context.values())
+        identity = tuple(map(id, inputs))
+        known = self._known.get(identity)
+        if known is None:
+            page = self._page(request, name, session, context, headers)
+            if len(self._known) >= self._size:
+                del self._known[next(iter(self._known))]
+            self._known[identity] = (inputs, page)
+        else:
+            page = known[1]
         nonce = csp_nonce(request).encode()
         body = nonce.join(page.body)
         raw = [(header, nonce.join(pieces)) for header, pieces in page.headers]
@@ -116,10 +135,10 @@ class PageMemo:
         self,
         request: Request,
         name: str,
+        session: Session | None,
         context: Mapping[str, Hashable],
         headers: Callable[[str], Mapping[str, str]],
     ) -> _Page:
-        session = current_session(request)
         key = (name, session, tuple(context.items()))
         page = self._pages.get(key)
         if page is not None:

@@ -192,3 +192,19 @@ def test_token_value_never_in_repr() -> None:
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert "s3cr3t-token" not in repr(VendorToken("s3cr3t-token", now, now))
+
+
+@pytest.mark.anyio
+async def test_the_warm_path_counts_each_hit_and_gives_way_to_a_purge(
+    make_broker: MakeBroker, vendor: VendorConfig, registry: CollectorRegistry
+) -> None:
+    broker = make_broker()
+    first = await broker.get(A)
+    for _ in range(5):
+        assert await broker.get(A) is first
+    assert sample(registry, "bff_token_cache_hits_total") == 5
+    await broker.purge(connection_id="default", tenant_id="acme", sub_tenant_id="emea")
+    second = await broker.get(A)
+    assert second.value != first.value
+    assert vendor.pair_calls[("acme", "emea")] == 2
+    assert sample(registry, "bff_token_cache_misses_total") == 2

@@ -62,13 +62,21 @@ class Mappings:
     async def pairs(self, user_id: int) -> tuple[Pair, ...]:
         """The user's mapped pairs, in a stable order; an empty answer is always re-read."""
         entry = self._cache.get(user_id)
-        if entry is None or not entry.pairs or self._stale(entry):
-            entry = await self._fetch(user_id)
-        return entry.pairs
+        if (
+            entry is not None
+            and entry.pairs
+            and self._clock.monotonic() - entry.fetched_at < self._revalidate
+        ):
+            return entry.pairs
+        return (await self._fetch(user_id)).pairs
 
     async def allows(self, user_id: int, pair: Pair) -> bool:
         entry = self._cache.get(user_id)
-        if entry is not None and pair in entry.pairs and not self._stale(entry):
+        if (
+            entry is not None
+            and pair in entry.pairs
+            and self._clock.monotonic() - entry.fetched_at < self._revalidate
+        ):
             return True
         # A miss is always asked of the database: the mapping may be new.
         return pair in (await self._fetch(user_id)).pairs
@@ -96,9 +104,6 @@ class Mappings:
             self._drop_all()
         else:
             self._drop(revoked.user_ids)
-
-    def _stale(self, entry: _Entry) -> bool:
-        return self._clock.monotonic() - entry.fetched_at >= self._revalidate
 
     async def _fetch(self, user_id: int) -> _Entry:
         while True:

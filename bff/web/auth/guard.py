@@ -164,10 +164,8 @@ class SessionResolver:
 
     def __init__(self, settings: Settings) -> None:
         self.cookies = CookieJar(settings)
-        self._names = (
-            (self.cookies.session_name, False),
-            (self.cookies.embed_session_name, True),
-        )
+        self._session_name = self.cookies.session_name
+        self._embed_name = self.cookies.embed_session_name
 
     async def resolve(
         self,
@@ -180,29 +178,34 @@ class SessionResolver:
     ) -> list[str]:
         """Fill ``state``; returns the names of the stale cookies to clear."""
         store: SessionStore = state["services"].sessions
-        found: dict[bool, Session | None] = {}
         stale: list[str] = []
-        ended = {False: False, True: False}
-        for name, embedded in self._names:
-            value = sent.get(name)
-            if value is None:
-                continue
-            session_id = self.cookies.unsign_session(value)
-            loaded = None if session_id is None else await store.load(session_id)
-            if loaded is None:
-                ended[embedded] = session_id is not None
-                stale.append(name)
-            elif loaded.embedded == embedded:
-                found[embedded] = loaded
-        session = found.get(False) or found.get(True)
-        state[_SESSION] = session
-        state[_SESSION_ENDED] = session is None and (ended[False] or ended[True])
+        session: Session | None = None
+        embedded: Session | None = None
+        ended = embed_ended = False
+        if (value := sent.get(self._session_name)) is not None:
+            session, ended = await self._load(store, self._session_name, value, False, stale)
+        if (value := sent.get(self._embed_name)) is not None:
+            embedded, embed_ended = await self._load(store, self._embed_name, value, True, stale)
+        state[_SESSION] = session or embedded
+        state[_SESSION_ENDED] = session is None and embedded is None and (ended or embed_ended)
         if method == "GET" and path.startswith("/embed/") and HANDLE_PATH.fullmatch(path):
             # The cookieless fallback: this route's embed session is the handle's only.
-            found[True], ended[True] = await self._handle_session(store, handle)
-        state[_EMBED_SESSION] = found.get(True)
-        state[_EMBED_ENDED] = ended[True]
+            embedded, embed_ended = await self._handle_session(store, handle)
+        state[_EMBED_SESSION] = embedded
+        state[_EMBED_ENDED] = embed_ended
         return stale
+
+    async def _load(
+        self, store: SessionStore, name: str, value: str, embedded: bool, stale: list[str]
+    ) -> tuple[Session | None, bool]:
+        """The live session of cookie ``name`` when it is of the cookie's kind, and whether
+        the cookie was genuine but its session has ended (the name then goes to ``stale``)."""
+        session_id = self.cookies.unsign_session(value)
+        loaded = None if session_id is None else await store.load(session_id)
+        if loaded is None:
+            stale.append(name)
+            return None, session_id is not None
+        return (loaded, False) if loaded.embedded == embedded else (None, False)
 
     def clear_stale(self, raw: list[tuple[bytes, bytes]], stale: list[str]) -> None:
         """Append to a response's headers the deletion of each stale cookie, unless the

@@ -29,7 +29,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -70,6 +70,10 @@ class Session:
     embed_origin: str | None = None
 
 
+# An entry's ``until`` before its first load: check everything.
+_CHECK = datetime.min.replace(tzinfo=UTC)
+
+
 @dataclasses.dataclass
 class _Entry:
     session: Session
@@ -77,6 +81,9 @@ class _Entry:
     written_at: datetime
     # Kept here, not on the frozen Session: it changes on every request.
     last_seen: datetime
+    # Before this moment the session has not expired (idle or absolute) and
+    # last_seen_at needs no write: a load then only touches the entry.
+    until: datetime = _CHECK
 
 
 class _Row(NamedTuple):
@@ -212,6 +219,15 @@ class SessionStore:
             return None
         now = self._clock.now()
         entry = self._cache.get(key)
+        if (
+            entry is not None
+            and now < entry.until
+            and self._clock.monotonic() - entry.fetched_at < self._revalidate
+        ):
+            # The warm case: cached, fresh, live and no write due.
+            entry.last_seen = now
+            self._cache.move_to_end(key)
+            return entry.session
         if entry is None or self._clock.monotonic() - entry.fetched_at >= self._revalidate:
             entry = await self._fetch(key, session_id, entry)
             if entry is None:
@@ -231,6 +247,13 @@ class SessionStore:
                     .where(SessionRecord.id_hash == key)
                     .values(last_seen_at=now)
                 )
+        # Equivalent to the checks above for every later moment before it (last_seen
+        # only grows, which moves the idle deadline later still).
+        entry.until = min(
+            self.expires_at(entry.session),
+            entry.last_seen + self.idle,
+            entry.written_at + self._write_interval,
+        )
         return entry.session
 
     async def set_scope(self, session_id: str, scope: tuple[str, str]) -> Session:

@@ -94,7 +94,9 @@ async def dashboard(request: Request) -> Response:
         return svc.templates.TemplateResponse(
             request, "no_access.html", {"email": session.email}, status_code=403
         )
-    active = await _active_pair(svc, session, pairs)
+    active = session.scope
+    if active is None or active not in pairs:
+        active = await _active_pair(svc, session, pairs)
     page = await vendor_embed(svc, active)
     if page is None:
         return error_page(
@@ -116,6 +118,18 @@ async def dashboard(request: Request) -> Response:
     }
     # Served from the memo with this request's nonce; headers() runs once per page.
     return svc.pages.respond(request, "dashboard.html", context, headers)
+
+
+class DashboardPage:
+    """``GET /`` as a plain ASGI app rather than a route function: Starlette would wrap
+    each view in a second ``Request`` and a second exception layer. Its errors (sign-in
+    required, the embedded session's 403, a session ended mid-request, the vendor's
+    503/502) reach the app's exception handlers through Starlette's
+    ``ExceptionMiddleware``, with the same scope, as a route function's do."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await dashboard(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 async def switch_scope(request: Request) -> Response:
@@ -350,7 +364,7 @@ def routes(
         else None
     )
     pages: list[BaseRoute] = [
-        Route("/", dashboard, methods=["GET"], name="dashboard:index"),
+        Route("/", DashboardPage(), methods=["GET"], name="dashboard:index"),
         Route("/scope", switch_scope, methods=["POST"], name="dashboard:scope"),
     ]
     if settings.proxy_origin is not None:

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import anyio
 import pytest
+from sqlalchemy import delete
 
 from bff.clock import ManualClock
 from bff.operations.live import Live
 from bff.operations.mappings import unmap_pair
+from bff.shared.revocations import MappingsRevoked
 from bff.store.database import Database
 from bff.store.migrate import upgrade
-from bff.store.models import User
+from bff.store.models import User, UserScope
 from bff.store.users import add_user, map_user
 from bff.web.auth.access import Mappings, Pair
 from bff.web.auth.sessions import SessionStore
@@ -93,3 +95,38 @@ async def test_cached_pairs_are_reread_after_the_window(
     clock.set_wall(wall_step)
     clock.advance(15)
     assert await mappings.pairs(user.id) == (NORTH, EMEA)
+
+
+async def test_a_warm_answer_gives_way_to_a_removal_at_once(database: Database) -> None:
+    """The warm path (a cached, fresh entry) still hears ``forget`` and the broadcast."""
+    clock = ManualClock()
+    user = await mapped_user(database, NORTH, EMEA)
+    mappings = Mappings(database, clock, revalidate_seconds=15)
+    for _ in range(3):
+        assert await mappings.allows(user.id, NORTH)
+        assert await mappings.pairs(user.id) == (NORTH, EMEA)
+    async with database.session() as db:
+        await db.execute(delete(UserScope).where(UserScope.tenant_id == NORTH[0]))
+    assert await mappings.allows(user.id, NORTH)  # unseen: removed behind the cache's back
+    await mappings.forget([user.id])
+    assert not await mappings.allows(user.id, NORTH)
+    assert await mappings.pairs(user.id) == (EMEA,)
+    async with database.session() as db:
+        await db.execute(delete(UserScope))
+    mappings._revoked_elsewhere(MappingsRevoked(user_ids=(user.id,)))
+    assert not await mappings.allows(user.id, EMEA)
+    assert await mappings.pairs(user.id) == ()
+
+
+async def test_a_warm_answer_lasts_exactly_the_window(database: Database) -> None:
+    clock = ManualClock()
+    user = await mapped_user(database, NORTH)
+    mappings = Mappings(database, clock, revalidate_seconds=15)
+    assert await mappings.allows(user.id, NORTH)
+    async with database.session() as db:
+        await db.execute(delete(UserScope))
+    clock.advance(14.999)
+    assert await mappings.allows(user.id, NORTH)
+    assert await mappings.pairs(user.id) == (NORTH,)
+    clock.advance(0.001)
+    assert not await mappings.allows(user.id, NORTH)

@@ -9,16 +9,17 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, select, update
 
 from bff.clock import ManualClock
 from bff.errors import NotFoundError, SessionEnded
+from bff.shared.revocations import SessionsRevoked
 from bff.store.database import Database
 from bff.store.models import SessionRecord, User
 from bff.store.schema import prepare_schema
 from bff.store.users import add_user
 from bff.web.auth.metrics import AuthMetrics
-from bff.web.auth.sessions import SessionStore
+from bff.web.auth.sessions import REVALIDATE_SECONDS, SessionStore, hash_session_id
 
 pytestmark = pytest.mark.anyio
 
@@ -237,3 +238,95 @@ async def test_sweep_deletes_expired_records_and_sets_the_gauge(
     assert await store.load(fresh.id) is not None
     await store.revoke(fresh.id)
     assert metrics.active_sessions._value.get() == 0
+
+
+# The warm load (cached, fresh, live, no write due) only touches the cache entry: each
+# test below warms the entry first, then checks that the warm path still gives way.
+
+
+async def _warm(store: SessionStore, session_id: str) -> None:
+    for _ in range(3):
+        assert await store.load(session_id) is not None
+
+
+async def test_a_warm_session_revoked_here_is_refused_at_once(
+    store: SessionStore, database: Database
+) -> None:
+    session = await store.create(await new_user(database))
+    await _warm(store, session.id)
+    await store.revoke(session.id)
+    assert await store.load(session.id) is None
+
+
+async def test_a_warm_session_revoked_elsewhere_is_refused_on_receipt(
+    store: SessionStore, database: Database
+) -> None:
+    user_id = await new_user(database)
+    by_id, by_user = await store.create(user_id), await store.create(user_id)
+    await _warm(store, by_id.id)
+    await _warm(store, by_user.id)
+    # What a revocation broadcast delivers: the ids, or every session of the user.
+    store._revoked_elsewhere(SessionsRevoked(hashes=(hash_session_id(by_id.id),)))
+    assert await store.load(by_id.id) is None
+    async with database.session() as db:
+        await db.execute(delete(SessionRecord).where(SessionRecord.user_id == user_id))
+    assert await store.load(by_user.id) is not None  # cached: the row's removal is unseen
+    store._revoked_elsewhere(SessionsRevoked(user_id=user_id))
+    assert await store.load(by_user.id) is None
+
+
+async def test_a_warm_session_still_revalidates_within_the_window(
+    store: SessionStore, database: Database, clock: ManualClock
+) -> None:
+    session = await store.create(await new_user(database))
+    await _warm(store, session.id)
+    async with database.session() as db:
+        await db.execute(delete(SessionRecord))
+    clock.advance(REVALIDATE_SECONDS - 0.5)
+    assert await store.load(session.id) is not None
+    clock.advance(0.5)
+    assert await store.load(session.id) is None
+
+
+async def test_a_warm_session_expires_at_the_exact_idle_and_absolute_limits(
+    database: Database, clock: ManualClock
+) -> None:
+    # No revalidation in between: only the warm path's own deadline can end them.
+    store = SessionStore(
+        database, clock, idle_seconds=IDLE, max_seconds=MAX, revalidate_seconds=10 * MAX
+    )
+    idle = await store.create(await new_user(database))
+    await _warm(store, idle.id)
+    clock.advance(IDLE - 0.000001)
+    assert await store.load(idle.id) is not None
+    clock.advance(IDLE)
+    assert await store.load(idle.id) is None
+    absolute = await store.create(await new_user(database, "bob@example.com"))
+    for _ in range(MAX // (IDLE // 2) - 1):
+        clock.advance(IDLE // 2)
+        assert await store.load(absolute.id) is not None
+    clock.advance(IDLE // 2 - 0.000001)
+    assert await store.load(absolute.id) is not None
+    clock.advance(0.000001)
+    assert await store.load(absolute.id) is None
+
+
+async def test_a_warm_session_writes_last_seen_back_once_the_interval_is_due(
+    store: SessionStore, database: Database, clock: ManualClock
+) -> None:
+    session = await store.create(await new_user(database))
+    started = clock.now()
+    await _warm(store, session.id)
+    interval = store._write_interval.total_seconds()
+    clock.advance(interval - 1)
+    await _warm(store, session.id)
+    assert await _stored_last_seen(database) == started.replace(tzinfo=None)
+    clock.advance(1)
+    await _warm(store, session.id)
+    assert await _stored_last_seen(database) == clock.now().replace(tzinfo=None)
+
+
+async def _stored_last_seen(database: Database) -> Any:
+    async with database.session() as db:
+        stored = await db.scalar(select(SessionRecord.last_seen_at))
+    return None if stored is None else stored.replace(tzinfo=None)
