@@ -28,9 +28,11 @@ one user and aimed at one instance.
 
 Reported per layout: vendor calls per key over the layout's run (target: the same as
 one process makes, one per token lifetime: every renewal made once for the whole
-fleet); throughput of each segment; latency overall and of the requests begun while
-a vendor call was in flight (target: none waits on the vendor, so none takes the
-vendor's 200 ms).
+fleet), and the renewals made twice (a key's call begun less than half a token
+lifetime after its previous one); the instances' warnings and errors, from their logs
+(a Redis timeout degrading a worker shows there); throughput of each segment;
+latency overall and of the requests begun while a vendor call was in flight (target:
+none waits on the vendor, so none takes the vendor's 200 ms).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import itertools
+import json
 import multiprocessing
 import os
 import re
@@ -46,6 +50,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -124,6 +129,27 @@ class LayoutResult:
     seconds: float
     began: float
     pairs: dict[str, list[float]]
+    # The instances' warnings and errors (by message), from their logs.
+    warnings: collections.Counter[str]
+
+
+def duplicates(times: Sequence[float], lifetime: float) -> int:
+    """Calls for one key begun less than half a token lifetime after the previous one:
+    renewals made again (refresh-ahead starts after three quarters of a lifetime)."""
+    ordered = sorted(times)
+    return sum(b - a < lifetime / 2 for a, b in itertools.pairwise(ordered))
+
+
+def warnings_in(path: str) -> collections.Counter[str]:
+    found: collections.Counter[str] = collections.Counter()
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if '"level":"WARNING"' in line or '"level":"ERROR"' in line:
+                try:
+                    found[json.loads(line)["message"][:100]] += 1
+                except (ValueError, KeyError, TypeError):
+                    found[line[:100]] += 1
+    return found
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -189,10 +215,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def bff_serve(env: dict[str, str], port: int, workers: int) -> Iterator[str]:
+def bff_serve(env: dict[str, str], port: int, workers: int, log: str) -> Iterator[str]:
     argv = [sys.executable, "-m", "bff", "serve", "--port", str(port), "--workers", str(workers)]
-    with open(os.devnull, "w") as null:
-        process = subprocess.Popen(argv, env=env, stdout=null, stderr=null)
+    with open(os.devnull, "w") as null, open(log, "w") as errors:
+        process = subprocess.Popen(argv, env=env, stdout=null, stderr=errors)
     url = f"http://{HOST}:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -339,12 +365,14 @@ def run_layout(
     recorder: CallRecorder,
     pool: ProcessPoolExecutor,
 ) -> LayoutResult:
-    with ExitStack() as stack:
+    logs = []
+    with tempfile.TemporaryDirectory(prefix="bff-bench-scale-") as folder, ExitStack() as stack:
         urls = []
         for _ in range(instances):
             port = free_port()
             instance_env = {**env, "BFF_PUBLIC_URL": f"http://{HOST}:{port}"}
-            urls.append(stack.enter_context(bff_serve(instance_env, port, workers)))
+            logs.append(os.path.join(folder, f"{port}.log"))
+            urls.append(stack.enter_context(bff_serve(instance_env, port, workers, logs[-1])))
         cookies = [signed_in_cookies(urls[0], account)[0] for account in accounts]
         headers = ["; ".join(f"{k}={v}" for k, v in jar.items()) for jar in cookies]
         # Warm: one proxied request per user on every instance (these wait on the vendor).
@@ -370,7 +398,9 @@ def run_layout(
         per_key = collections.Counter(vendor.pair_calls)
         calls = list(recorder.calls)
         pairs = {pair: list(times) for pair, times in recorder.pairs.items()}
-    return LayoutResult(segments, per_key, calls, lasted, began, pairs)
+        stack.close()  # the instances stop: their logs are complete
+        warnings = sum((warnings_in(log) for log in logs), collections.Counter[str]())
+    return LayoutResult(segments, per_key, calls, lasted, began, pairs, warnings)
 
 
 def print_report(args: argparse.Namespace, report: dict[str, LayoutResult]) -> None:
@@ -389,14 +419,18 @@ def print_report(args: argparse.Namespace, report: dict[str, LayoutResult]) -> N
                 f"{quantile(segment.latencies, 0.99):.2f} | "
                 f"{max(segment.latencies, default=0) * 1000:.1f} | {segment.failures} |"
             )
-    print("\n| layout | run s | vendor calls | per key (min-max) | lifetimes in the run |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "\n| layout | run s | vendor calls | per key (min-max) | lifetimes in the run "
+        "| renewals made twice |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for layout, result in report.items():
         seconds = result.seconds
         counts = [result.per_key.get(("bench", f"pair{n}"), 0) for n in range(args.pairs)]
+        twice = sum(duplicates(times, args.token_lifetime) for times in result.pairs.values())
         print(
             f"| {layout} | {seconds:.0f} | {sum(counts)} | {min(counts)}-{max(counts)} | "
-            f"{seconds / args.token_lifetime:.2f} |"
+            f"{seconds / args.token_lifetime:.2f} | {twice} |"
         )
     print(
         "\n| layout | requests begun during a vendor call | p99 ms | max ms | 200 ms or more "
@@ -421,6 +455,10 @@ def print_report(args: argparse.Namespace, report: dict[str, LayoutResult]) -> N
         for pair, times in sorted(result.pairs.items()):
             moments = ", ".join(f"{moment - result.began:.1f}" for moment in times)
             print(f"  {layout} {pair}: {moments}")
+    print("\nthe instances' warnings and errors:")
+    for layout, result in report.items():
+        for message, count in result.warnings.most_common():
+            print(f"  {layout} {count} x {message}")
     for name in SEGMENTS:
         one, four = report["1 x 1"].segments[name], report["2 x 2"].segments[name]
         if one.rate:

@@ -274,10 +274,22 @@ class TokenBroker:
         """A valid token for ``scope``; see the module docstring for what it raises."""
         connection = self._connection(scope.connection_id)
         self._serving = True
-        self._start_scheduler()
+        if self._scheduler is None:
+            self._start_scheduler()
+        connector = connection.connector
+        if connector.per_pair and not connector.single_use:
+            # The warm case of a pair's own token (every page view): _token's cache hit,
+            # without its frame and with one reading of the clock.
+            if isinstance(connector, PairTokenConnector) and scope == connection.shared:
+                # That key holds the connection-wide credential, which never leaves the broker.
+                raise UpstreamRejected("a dashboard token needs a tenant and a sub-tenant")
+            now = self._clock.now()
+            token = await self._cache.get(scope)
+            if token is not None and token.expires_at > now:
+                return self._hit(connection, scope, token, now)
+            return await self._miss(connection, scope)
         key = connection.key(scope)
-        if isinstance(connection.connector, PairTokenConnector) and key == connection.shared:
-            # That key holds the connection-wide credential, which never leaves the broker.
+        if isinstance(connector, PairTokenConnector) and key == connection.shared:
             raise UpstreamRejected("a dashboard token needs a tenant and a sub-tenant")
         return await self._token(connection, key)
 
@@ -287,12 +299,20 @@ class TokenBroker:
         now = self._clock.now()
         token = await self._cache.get(key)
         if token is not None and token.expires_at > now:
-            connection.hits.inc()
-            state = self._state(key, token, connection)
-            state.wanted = True
-            if self._background and state.refresh_at is not None and state.refresh_at <= now:
-                self._start_refresh(connection, key, token)
-            return token
+            return self._hit(connection, key, token, now)
+        return await self._miss(connection, key)
+
+    def _hit(
+        self, connection: _Connection, key: TokenScope, token: VendorToken, now: datetime
+    ) -> VendorToken:
+        connection.hits.inc()
+        state = self._state(key, token, connection)
+        state.wanted = True
+        if self._background and state.refresh_at is not None and state.refresh_at <= now:
+            self._start_refresh(connection, key, token)
+        return token
+
+    async def _miss(self, connection: _Connection, key: TokenScope) -> VendorToken:
         self._metrics.misses.labels(connection.id).inc()
         flight = self._flights.get(key)
         if flight is None:
@@ -487,6 +507,14 @@ class TokenBroker:
         lead = 2 * connection.latency + self._policy.poll
         state.refresh_at = refresh_time(token, self._policy, self._rng, lead=lead)
 
+    def _not_due(self, token: VendorToken, connection: _Connection, now: datetime) -> bool:
+        """``token`` is younger than any refresh time :meth:`_schedule` could give it."""
+        lead = 2 * connection.latency + self._policy.poll
+        fraction = min(self._policy.refresh_window)
+        planned = token.obtained_at + (token.expires_at - token.obtained_at) * fraction
+        latest = token.expires_at - timedelta(seconds=lead)
+        return now < max(token.obtained_at, min(planned, latest))
+
     def _raise_if_blocked(self, connection: _Connection, key: TokenScope) -> None:
         self._raise_if_cooling(connection)
         now = self._clock.now()
@@ -533,8 +561,15 @@ class TokenBroker:
             async with self._cache.lock(key):
                 # Another instance sharing the cache may have fetched it while we waited.
                 current = await self._cache.get(key)
-                fresh = current is not None and current.expires_at > self._clock.now()
-                if current is not None and fresh and current != stale:
+                now = self._clock.now()
+                fresh = current is not None and current.expires_at > now
+                # A refresh-ahead whose `stale` was read after another instance's renewal
+                # (this process's memory emptied by a Redis reconnect, say) names that
+                # renewal's token: one too young for any instance to renew is adopted.
+                early = (
+                    background and current is not None and self._not_due(current, connection, now)
+                )
+                if current is not None and fresh and (current != stale or early):
                     if not flight.discard:
                         state = self._keys.setdefault(key, _KeyState())
                         self._schedule(state, current, connection)

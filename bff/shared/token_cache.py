@@ -3,9 +3,11 @@
 :class:`RedisTokenCache` fills :class:`bff.broker.cache.TokenCache`:
 
 - **Memory in front.** A valid token this process holds is served without a Redis
-  round trip; a miss reads Redis. Inside :meth:`lock` reads always go to Redis, so the
+  round trip; a miss reads Redis. The task holding :meth:`lock` reads Redis, so the
   broker's re-read after acquiring sees what another instance wrote meanwhile
-  (refresh-ahead then adopts that token instead of calling the vendor).
+  (refresh-ahead then adopts that token instead of calling the vendor); requests
+  arriving during that renewal keep being served the valid token from memory. A read
+  that a write of this process overtook never puts the older token back in memory.
 - **Encrypted and bound.** Each value is sealed with :class:`bff.crypto.SecretBox`
   (``BFF_ENCRYPTION_KEYS``; older keys still decrypt) together with its key
   (connection, tenant, sub-tenant): a value copied to another key is refused, read as
@@ -30,6 +32,7 @@ each id percent-encoded, so no id can reach into another's key or glob.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import json
@@ -77,8 +80,10 @@ class RedisTokenCache:
         self.locks = locks or RedisLocks(link, lease=lease)
         self._tokens: dict[TokenScope, VendorToken] = {}
         self._local: dict[TokenScope, anyio.Lock] = {}
-        # Keys whose shared lock this process holds, with the lease (for fenced writes).
+        # Keys whose shared lock this process holds, with the lease (for fenced writes)
+        # and the task holding it: only its reads go to Redis (the re-read after waiting).
         self._held: dict[TokenScope, Lease] = {}
+        self._holders: dict[TokenScope, asyncio.Task[Any] | None] = {}
         # Moves on every purge: a Redis read that a purge overtook is not kept in memory.
         self._generation = 0
         # Purges made while degraded, replayed on Redis when it returns.
@@ -96,7 +101,8 @@ class RedisTokenCache:
         if token is not None and token.expires_at <= now:
             del self._tokens[scope]
             token = None
-        if (token is not None and scope not in self._held) or not self._link.healthy:
+        holding = scope in self._held and self._holders.get(scope) is asyncio.current_task()
+        if (token is not None and not holding) or not self._link.healthy:
             return token
         generation = self._generation
         try:
@@ -107,10 +113,14 @@ class RedisTokenCache:
         if generation != self._generation:
             return None  # purged meanwhile: what was read may be gone
         shared = self._decode(scope, raw) if raw is not None else None
+        # Memory as it is now: a write of this process may have landed during the read.
+        token = self._tokens.get(scope)
+        if token is not None and token.expires_at <= now:
+            token = None
         if shared is None or shared.expires_at <= now:
             return token
         if token is not None and token.expires_at > shared.expires_at:
-            return token  # ours is newer (obtained while Redis was away)
+            return token  # ours is newer (just written, or obtained while Redis was away)
         self._tokens[scope] = shared
         return shared
 
@@ -128,8 +138,7 @@ class RedisTokenCache:
         try:
             if lease is None:
                 # Not under the shared lock (taken while degraded): never replace a token.
-                await self._link.client.set(key, value, px=ttl, nx=True)
-                written = True
+                written = bool(await self._link.client.set(key, value, px=ttl, nx=True))
             else:
                 written = await self.locks.fenced_set(lease, key, value, ttl)
         except FAILED as error:
@@ -139,8 +148,9 @@ class RedisTokenCache:
             self._tokens[scope] = token
         elif not written:
             logger.info(
-                "vendor connection %s: a later holder of the key's lock wrote its token; "
-                "this one is not kept",
+                "vendor connection %s: another instance's token for the key is in Redis "
+                "(written under a later lock, or before this unlocked write); this one is "
+                "not kept",
                 scope.connection_id,
             )
 
@@ -208,11 +218,13 @@ class RedisTokenCache:
             async with local, self.locks.hold(self._key(scope, "lock")) as lease:
                 if lease is not None:
                     self._held[scope] = lease
+                    self._holders[scope] = asyncio.current_task()
                 try:
                     yield
                 finally:
                     if lease is not None and self._held.get(scope) is lease:
                         del self._held[scope]
+                        del self._holders[scope]
         finally:
             idle = not local.locked() and local.statistics().tasks_waiting == 0
             if idle and self._local.get(scope) is local:

@@ -28,7 +28,7 @@ from bff.shared.redis_link import RedisLink
 from bff.shared.token_cache import RedisTokenCache
 from tests.broker.conftest import VENDOR, FakeSleep, Gate
 from tests.conftest import random_key
-from tests.shared.conftest import OpenLink
+from tests.shared.conftest import BROADCAST_DEADLINE, OpenLink
 from tests.shared.test_token_cache import Heard
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -224,3 +224,59 @@ async def test_a_connection_saved_before_serving_still_drops_the_fleets_tokens(
     await admin.announce_connection("default")
     shared = cache_of(first)
     assert await shared._link.client.exists(shared._key(A, "token")) == 0
+
+
+async def test_a_renewal_read_after_a_reconnect_emptied_memory_is_adopted_not_renewed(
+    open_link: OpenLink, instances: MakeInstance, vendor: VendorConfig, clock: ManualClock
+) -> None:
+    # bench/scale.py's duplicate renewal: the second instance scheduled its refresh for
+    # the old token, then lost its memory (a Redis timeout under load, a reconnect) after
+    # the first renewed; its refresh then read the new token back as the one to replace.
+    first = instances(await open_link(), header_exchange(vendor))
+    second_link = await open_link()
+    second = instances(second_link, header_exchange(vendor))
+    old = await first.get(A)
+    assert await second.get(A) == old
+    clock.advance(0.9 * LIFE)  # past both instances' refresh times, still valid
+    await first.get(A)
+    await second.get(A)
+    assert await first.refresh_due() == 1
+    new = await first.get(A)
+    assert new != old
+    second_link.lost(ConnectionError("timed out"))  # reconnects at once: memory is dropped
+    await second_link.wait_until("connected")
+    assert await second.refresh_due() == 1
+    assert vendor.statuses == {200: 2}
+    assert await second.get(A) == new
+    assert second.cached() == [(A, new.expires_at)]
+
+
+async def test_requests_during_a_renewal_get_the_valid_token_without_waiting(
+    open_link: OpenLink,
+    instances: MakeInstance,
+    vendor: VendorConfig,
+    clock: ManualClock,
+    gate: Gate,
+) -> None:
+    # "No request waits on the vendor": while one instance's renewal holds the key's
+    # lock and its call is out, both instances keep serving the still-valid token.
+    first = instances(await open_link(), header_exchange(vendor))
+    second = instances(await open_link(), header_exchange(vendor))
+    old = await first.get(A)
+    assert await second.get(A) == old
+    clock.advance(0.9 * LIFE)
+    await first.get(A)  # wanted again: due for renewal
+    gate.hold_next()
+    assert await first.refresh_due(wait=False) == 1
+    await gate.arrived.wait()  # the renewal holds the lock; its vendor call is held
+    with anyio.fail_after(BROADCAST_DEADLINE):  # a request waiting would hang here
+        assert await first.get(A) == old
+        assert await second.get(A) == old
+    assert vendor.statuses == {200: 1}  # the renewal's call is not answered yet
+    gate.release()
+    await first.wait_idle()
+    new = await first.get(A)
+    assert new != old
+    assert await second.refresh_due() == 1  # adopts it
+    assert await second.get(A) == new
+    assert vendor.statuses == {200: 2}

@@ -249,3 +249,84 @@ async def test_a_refusing_redis_falls_back_on_memory_without_degrading(
         await cache.set(A, written)
     assert await cache.get(A) == written
     assert link.healthy
+
+
+async def test_a_read_overtaken_by_this_processs_write_does_not_bring_the_old_token_back(
+    open_link: OpenLink, box: SecretBox, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read of Redis answered before this process's renewal was written, but resumed
+    # after it, must not put the older token back in memory.
+    first = RedisTokenCache(await open_link(), box, clock)
+    link = await open_link()
+    second = RedisTokenCache(link, box, clock)
+    old, new = token(clock, "t1", seconds=100), token(clock, "t2", seconds=200)
+    await store(first, A, old)
+    read = link.client.get
+    answered, resume = anyio.Event(), anyio.Event()
+
+    async def slow_get(name: str) -> bytes | str | None:
+        raw: bytes | str | None = await read(name)
+        answered.set()
+        await resume.wait()
+        return raw
+
+    got: list[VendorToken | None] = []
+
+    async def reader() -> None:
+        got.append(await second.get(A))  # nothing in memory yet: reads Redis
+
+    async with second.lock(A), anyio.create_task_group() as group:
+        monkeypatch.setattr(link.client, "get", slow_get)
+        group.start_soon(reader)
+        await answered.wait()  # Redis answered with the old token
+        monkeypatch.setattr(link.client, "get", read)
+        await second.set(A, new)
+        resume.set()
+    assert got == [new]
+    assert await second.get(A) == new  # from memory, outside the lock
+
+
+async def test_while_a_renewal_holds_the_lock_other_reads_are_served_from_memory(
+    open_link: OpenLink, box: SecretBox, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the holder's re-read goes to Redis: requests arriving during the renewal
+    # keep getting the valid token from memory, without a round trip each.
+    link = await open_link()
+    cache = RedisTokenCache(link, box, clock)
+    theirs = token(clock, "t1")
+    await store(cache, A, theirs)
+    reads: list[str] = []
+    read = link.client.get
+
+    async def counted(name: str) -> bytes | str | None:
+        reads.append(name)
+        raw: bytes | str | None = await read(name)
+        return raw
+
+    monkeypatch.setattr(link.client, "get", counted)
+    got: list[VendorToken | None] = []
+
+    async def request() -> None:
+        got.append(await cache.get(A))
+
+    async with cache.lock(A):
+        assert await cache.get(A) == theirs  # the holder: from Redis
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(request)
+    assert got == 3 * [theirs]
+    assert reads == [cache._key(A, "token")]
+
+
+async def test_a_write_without_the_lock_keeps_the_token_already_in_redis_everywhere(
+    open_link: OpenLink, box: SecretBox, clock: ManualClock
+) -> None:
+    # A write whose lock was taken while degraded: Redis keeps the other instance's
+    # token, and so does this process's memory, or it would serve (and renew) its own.
+    first = RedisTokenCache(await open_link(), box, clock)
+    second = RedisTokenCache(await open_link(), box, clock)
+    theirs = token(clock, "t1")
+    await store(first, A, theirs)
+    await second.set(A, token(clock, "t2", seconds=7200))
+    assert await second.get(A) == theirs
+    assert await first.get(A) == theirs
