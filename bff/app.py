@@ -149,6 +149,8 @@ def create_app(
             await database.dispose()
 
     proxy_metrics = ProxyMetrics(registry)
+    # Both origins' requests are counted in one family.
+    http_metrics = HttpMetrics(registry)
     routes = [
         # The dashboard first: routes are matched in order, and it is the busy one.
         *dashboard_page.routes(settings, proxy_metrics, proxy_limits),
@@ -166,7 +168,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(RequestContextMiddleware, metrics=HttpMetrics(registry)),
+            Middleware(RequestContextMiddleware, metrics=http_metrics),
             Middleware(
                 RequestPipeline,
                 settings=settings,
@@ -184,7 +186,9 @@ def create_app(
     )
     if settings.proxy_origin is not None:
         # Requests for BFF_PROXY_ORIGIN reach its own proxy-only app, never bff's pages.
-        serve_proxy_origin(app, settings, dashboard_page.proxy_grant, proxy_metrics, proxy_limits)
+        serve_proxy_origin(
+            app, settings, dashboard_page.proxy_grant, proxy_metrics, http_metrics, proxy_limits
+        )
     return app
 
 

@@ -45,6 +45,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.logs import request_id
+from bff.metrics import HttpMetrics
 from bff.resources import static_dir
 from bff.settings import Settings
 from bff.web.access_log import access_log_enabled, log_access
@@ -112,10 +113,12 @@ def _split_host(host: str) -> tuple[str, int | None]:
 
 class ProxyRequestContext:
     """Pure ASGI: a fresh request id per request (logs carry it, the response names
-    it) and bff's access record. No client's own id is kept here."""
+    it), the request counted in ``bff_http_requests`` and bff's access record. No
+    client's own id is kept here."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,10 +140,12 @@ class ProxyRequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self.metrics.observe(method, route, status, seconds)
             if access_log_enabled():
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
-                method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-                log_access(scope, method, route, status, time.perf_counter() - started)
+                log_access(scope, method, route, status, seconds)
 
 
 class ProxyOriginHeaders:
@@ -219,6 +224,7 @@ def create_proxy_origin_app(
     settings: Settings,
     grant_for: GrantFor,
     metrics: ProxyMetrics,
+    http_metrics: HttpMetrics,
     limits: ProxyLimits | None = None,
 ) -> Starlette:
     """The proxy origin's app: the handoff, the proxy, and 404 for everything else."""
@@ -231,7 +237,7 @@ def create_proxy_origin_app(
             Route("/static/bff.css", _stylesheet, methods=["GET"], name="proxy:stylesheet"),
         ],
         middleware=[
-            Middleware(ProxyRequestContext),
+            Middleware(ProxyRequestContext, http_metrics),
             Middleware(ProxyOriginHeaders, settings, sessions.public_origin),
         ],
         exception_handlers={HTTPException: _plain},
@@ -243,10 +249,11 @@ def serve_proxy_origin(
     settings: Settings,
     grant_for: GrantFor,
     metrics: ProxyMetrics,
+    http_metrics: HttpMetrics,
     limits: ProxyLimits | None = None,
 ) -> None:
     """Send ``app``'s requests for ``BFF_PROXY_ORIGIN`` to the proxy origin's app, before
     any of ``app``'s own middleware."""
     assert settings.proxy_origin is not None
-    proxy_app = create_proxy_origin_app(settings, grant_for, metrics, limits)
+    proxy_app = create_proxy_origin_app(settings, grant_for, metrics, http_metrics, limits)
     app.add_middleware(ProxyOriginDispatch, proxy_app=proxy_app, proxy_origin=settings.proxy_origin)

@@ -646,3 +646,17 @@ def test_an_unsafe_request_of_the_vendor_page_itself_is_forwarded(
     # The demo vendor refuses the made-up token (401); what counts is that it was asked.
     assert proxy.post("/vendor/", data={"token": "x"}, headers=headers).status_code == 401
     assert any(r.method == "POST" and r.url.path == "/dashboard/" for r in vendor.requests)
+
+
+def test_the_proxy_origins_requests_are_counted_with_bffs(
+    client: TestClient, proxy: TestClient
+) -> None:
+    sign_in_analyst(client)
+    handed_over(client, proxy)
+    assert proxy.get("/vendor/").status_code == 200
+    assert proxy.get("/admin/").status_code == 404
+
+    metrics = client.get("/metrics").text
+    assert 'bff_http_requests_total{method="GET",route="/vendor",status="200"} 1.0' in metrics
+    assert 'bff_http_requests_total{method="GET",route="/handoff",status="303"} 1.0' in metrics
+    assert 'bff_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in metrics
