@@ -30,7 +30,7 @@ import math
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -452,17 +452,30 @@ def direct_handler(logger: logging.Logger, level: int) -> logging.StreamHandler[
     return handler
 
 
-def write_direct(handler: logging.StreamHandler[Any], entries: Iterable[dict[str, Any]]) -> None:
-    """Write each entry as one line, as :class:`JsonFormatter` and the handler would, in
-    one write. Each message must be redacted (:func:`redact_repeated`) and every other
-    value safe."""
-    text = "".join([_encode(entry) + handler.terminator for entry in entries])
+def write_lines(handler: logging.StreamHandler[Any], text: str) -> None:
+    """Write finished lines (each ending in the handler's terminator) in one write, as
+    the handler would: under its lock, flushed, an error reported and never raised."""
     with handler.lock or contextlib.nullcontext():
         try:
             handler.stream.write(text)
             handler.stream.flush()
         except Exception:  # as StreamHandler.emit: report it, never fail the request
             handler.handleError(logging.makeLogRecord({"msg": "access records not written"}))
+
+
+def json_value(value: str | float | None) -> str:
+    """One value as :class:`JsonFormatter` writes it inside a line."""
+    try:
+        return orjson.dumps(value).decode()
+    except (TypeError, ValueError):
+        pass
+    text = _ENCODER.encode(value)
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def redaction_epoch() -> object:
+    """Changes whenever a secret is registered: what was redacted before must be redone."""
+    return _registered_forms
 
 
 def line_time(created: float) -> str:

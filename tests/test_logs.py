@@ -471,3 +471,50 @@ def test_every_record_is_one_json_line_without_a_registered_secret(
         for form in escaped_forms(secret):
             assert form not in line
     assert JWT not in line
+
+
+def test_a_value_is_written_as_the_formatter_writes_it() -> None:
+    from bff.logs import json_value
+
+    assert json_value('a "b" ü\n') == '"a \\"b\\" ü\\n"'
+    assert json_value(None) == "null"
+    assert json_value(1.5) == "1.5"
+    assert json_value(1 << 70) == str(1 << 70)
+    # A lone surrogate, which orjson refuses: U+FFFD, as in a formatted line.
+    assert json_value("x\udce9y") == '"x\ufffdy"'
+
+
+def test_the_redaction_epoch_changes_only_when_a_secret_is_registered() -> None:
+    from bff.logs import redaction_epoch
+
+    before = redaction_epoch()
+    register_secret("short")  # too short to register
+    assert redaction_epoch() is before
+    register_secret("epoch-secret-7a1b2c3d")
+    assert redaction_epoch() is not before
+
+
+def test_lines_written_at_once_go_in_one_write_and_an_error_is_reported() -> None:
+    from bff.logs import write_lines
+
+    class Stream(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    stream = Stream()
+    write_lines(logging.StreamHandler(stream), "one\ntwo\n")
+    assert (stream.getvalue(), stream.writes) == ("one\ntwo\n", 1)
+
+    reported: list[logging.LogRecord] = []
+
+    class Closed(logging.StreamHandler[io.StringIO]):
+        def handleError(self, record: logging.LogRecord) -> None:
+            reported.append(record)
+
+    closed = io.StringIO()
+    closed.close()
+    write_lines(Closed(closed), "lost\n")
+    assert [record.getMessage() for record in reported] == ["access records not written"]

@@ -7,9 +7,11 @@ import contextvars
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bff.logs import MASK, JsonFormatter, direct_handler, register_secret, request_id
@@ -281,3 +283,134 @@ def test_in_an_event_loop_one_turns_lines_are_written_together_at_the_next(
     written = lines(counting)
     assert [line["message"] for line in written] == ["GET /0 200", "GET /1 200", "GET /2 200"]
     assert [line["request_id"] for line in written] == [f"req-0000000{n}" for n in range(3)]
+
+
+def _formatters_line(noted: access_log._Noted) -> dict[str, object]:
+    """The line JsonFormatter writes for the record logging would have made."""
+    _handler, created, rid, method, path, status, route, seconds, client = noted
+    record = logging.LogRecord("bff.access", logging.INFO, "", 0, "%s %s %d", None, None)
+    record.args = (method, path, status)
+    record.created = created
+    record.bff_trusted = {
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "client": f"{client[0]}:{client[1]}" if client else None,
+    }
+
+    def formatted() -> str:
+        request_id.set(rid)
+        return JsonFormatter().format(record)
+
+    return json.loads(contextvars.Context().run(formatted))  # type: ignore[no-any-return]
+
+
+def _written(noted: Sequence[access_log._Noted]) -> list[str]:
+    stream: io.StringIO = noted[0][0].stream
+    access_log._write(noted)
+    # Split on the terminator alone: a line may hold U+2028 and the like, unescaped.
+    *written, last = stream.getvalue().split("\n")
+    assert last == ""
+    return written
+
+
+def _handler() -> logging.StreamHandler[io.StringIO]:
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
+_texts = st.text(st.characters(codec="utf-8"), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    created=st.floats(0, 4e9),
+    rid=st.none() | st.from_regex(r"[A-Za-z0-9._-]{8,64}", fullmatch=True) | _texts,
+    method=st.sampled_from(["GET", "POST", "OTHER"]),
+    path=_texts.map(lambda text: "/" + text),
+    status=st.sampled_from([200, 303, 404, 500]),
+    route=st.sampled_from(["/", "/x/{rest:path}", "unmatched"]),
+    seconds=st.floats(0, 1e6) | st.sampled_from([0.0, 0.0005, 0.0015, 0.0012345, 1e13]),
+    client=st.none() | st.tuples(_texts, st.integers(0, 65535)),
+)
+def test_each_direct_line_is_the_formatters_line_field_for_field(
+    created: float,
+    rid: str | None,
+    method: str,
+    path: str,
+    status: int,
+    route: str,
+    seconds: float,
+    client: tuple[str, int] | None,
+) -> None:
+    noted = (_handler(), created, rid, method, path, status, route, seconds, client)
+    # Twice: built, then from the kept fragments.
+    first, second = _written([noted, noted])
+    assert first == second
+    line, expected = json.loads(first), _formatters_line(noted)
+    assert line == expected
+    assert list(line) == list(expected)
+
+
+def test_lines_sharing_a_route_and_path_keep_their_own_time_id_duration_and_client() -> None:
+    handler = _handler()
+    noted = [
+        (handler, 1_764_842_400.0015, "req-00000001", "GET", "/", 200, "/", 0.0012345, None),
+        (handler, 1_764_842_400.0016, "req-00000002", "GET", "/", 200, "/", 0.5, ("10.0.0.1", 1)),
+        (handler, 1_764_842_401.25, None, "GET", "/", 200, "/", 0.0, ("10.0.0.2", 2)),
+    ]
+    written = [json.loads(line) for line in _written(noted)]
+    assert [
+        (line["time"], line.get("request_id"), line["duration_ms"], line["client"])
+        for line in written
+    ] == [
+        ("2025-12-04T10:00:00.001+00:00", "req-00000001", 1.234, None),
+        ("2025-12-04T10:00:00.001+00:00", "req-00000002", 500.0, "10.0.0.1:1"),
+        ("2025-12-04T10:00:01.250+00:00", None, 0.0, "10.0.0.2:2"),
+    ]
+    assert "request_id" not in written[2]
+
+
+def test_one_turns_lines_for_two_handlers_go_each_to_its_own() -> None:
+    one, two = _handler(), _handler()
+    noted = [
+        (one, 0.0, None, "GET", "/a", 200, "/a", 0.0, None),
+        (two, 0.0, None, "GET", "/b", 200, "/b", 0.0, None),
+        (one, 0.0, None, "GET", "/c", 200, "/c", 0.0, None),
+    ]
+    access_log._write(noted)
+    assert [json.loads(line)["message"] for line in one.stream.getvalue().splitlines()] == [
+        "GET /a 200",
+        "GET /c 200",
+    ]
+    assert [json.loads(line)["message"] for line in two.stream.getvalue().splitlines()] == [
+        "GET /b 200"
+    ]
+
+
+def test_the_kept_fragments_and_clients_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(access_log, "_MEMO_SIZE", 4)
+    handler = _handler()
+    noted = [
+        (handler, 0.0, None, "GET", f"/{n}/token=t-{n}", 404, "unmatched", 0.0, ("h", n))
+        for n in range(10)
+    ]
+    written = [json.loads(line) for line in _written(noted)]
+    assert [(line["message"], line["client"]) for line in written] == [
+        (f"GET /{n}/token={MASK} 404", f"h:{n}") for n in range(10)
+    ]
+    assert len(access_log._fragments) <= 4 and len(access_log._clients) <= 4
+
+
+def test_a_secret_registered_later_is_masked_in_kept_fragments() -> None:
+    secret = "kept-fragment-secret-3c9d1e"
+    handler = _handler()
+    noted = (handler, 0.0, None, "GET", f"/p/{secret}", 200, "/p/{id}", 0.0, None)
+    access_log._write([noted])
+    register_secret(secret)
+    access_log._write([noted])
+    before, after = (json.loads(line) for line in handler.stream.getvalue().splitlines())
+    assert before["message"] == f"GET /p/{secret} 200"
+    assert after["message"] == f"GET /p/{MASK} 200"
