@@ -25,6 +25,9 @@ for this purpose alone, so it is no bff session cookie and cannot become one. Ev
 proxied request loads the parent session (from the session store's cache, which
 sees sign-out, revocation and expiry at once) and asks the mappings for the pair:
 the proxy session ends with its parent, and loses a pair whose mapping is removed.
+The opened cookie is remembered by its sealed value (immutable: any other bytes are
+another value, opened afresh), so a proxied request decrypts it once per process;
+its own lifetime, the parent session and the mapping are still checked every time.
 It can do nothing but proxy that one pair for that one user; on bff's origin it is
 an unknown cookie.
 
@@ -82,6 +85,8 @@ HANDOFF_PATH = "/handoff"
 TICKET_SECONDS = int(launches.TICKET_LIFETIME.total_seconds())
 # Sealed values are a few hundred characters; anything longer is not ours.
 MAX_SEALED = 1000
+# Opened proxy session cookies remembered per process (a few hundred bytes each).
+OPENED_PASSES = 4096
 # Where the proxy's responses learn that the pass's parent is a partner's embed session.
 PARTNER_ORIGIN = "bff.proxy_partner_origin"
 _KDF_INFO = b"bff proxy handoff v1"
@@ -122,6 +127,11 @@ class ProxySeal:
         if not isinstance(data, dict) or data.get("p") != purpose:
             return None
         return data
+
+
+def sealed_at(value: str) -> int:
+    """When a value :meth:`ProxySeal.open` accepted was sealed (the Fernet timestamp)."""
+    return int.from_bytes(base64.urlsafe_b64decode(value)[1:9], "big")
 
 
 def _derive(key: str) -> bytes:
@@ -174,6 +184,8 @@ class ProxySessions:
         self.proxy_origin = settings.proxy_origin
         self.public_origin = _public_origin(settings.public_url)
         self.seal = ProxySeal(settings.secret_keys)
+        # Opened proxy session cookies by sealed value: the pass and when it was sealed.
+        self._opened: dict[str, tuple[ProxyPass, int]] = {}
         https = urlsplit(settings.proxy_origin).scheme == "https"
         self.cookie_name = f"{'__Host-' if https else ''}bff_proxy_session"
         self.target = (
@@ -242,11 +254,27 @@ class ProxySessions:
         return response
 
     def pass_of(self, request: Request, svc: Services) -> ProxyPass | None:
-        """The request's proxy session cookie, opened; None when absent or not ours."""
+        """The request's proxy session cookie, opened; None when absent, expired or not
+        ours. Only a value that opened is remembered, never one that did not."""
         sent = parse_cookie_header(request.headers.get("cookie", "")).get(self.cookie_name)
+        if not sent:
+            return None
         lifetime = int(svc.sessions.max_age.total_seconds())
-        opened = self.seal.open(_PASS, sent, max_age=lifetime, now=svc.clock.now().timestamp())
-        return None if opened is None else ProxyPass.from_fields(opened)
+        now = int(svc.clock.now().timestamp())
+        known = self._opened.get(sent)
+        if known is not None:
+            # Fernet's own rule: too old once sealed-at + lifetime is in the past.
+            if known[1] + lifetime >= now:
+                return known[0]
+            del self._opened[sent]
+            return None
+        opened = self.seal.open(_PASS, sent, max_age=lifetime, now=now)
+        proxy_pass = None if opened is None else ProxyPass.from_fields(opened)
+        if proxy_pass is not None:
+            if len(self._opened) >= OPENED_PASSES:
+                self._opened.clear()
+            self._opened[sent] = (proxy_pass, sealed_at(sent))
+        return proxy_pass
 
     def authorizer(self, grant_for: GrantFor) -> Callable[[Request], Awaitable[Grant | Response]]:
         """The proxy's ``authorize`` for proxy sessions: the pass's pair, while the session

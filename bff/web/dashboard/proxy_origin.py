@@ -21,10 +21,11 @@ scheme is not compared: behind a TLS-terminating reverse proxy requests arrive a
 plain http, and bff's pages must never be served on the proxy host whatever scheme a
 request claims. It is the outermost layer of bff's middleware: none of bff's
 request handling (its sessions, CSRF checks, security headers) runs for the proxy
-origin, which has its own small stack (:class:`ProxyRequestContext`: a request id
-and the access record; :class:`ProxyOriginHeaders`).
+origin, which has its own small stack (:class:`ProxyOriginApp`: a request id, the
+access record and its own headers, in one layer; ``/vendor/…`` reaches the proxy
+without a router in between).
 
-Responses on the proxy origin (:class:`ProxyOriginHeaders`) may be framed by bff's
+Responses on the proxy origin (:meth:`ProxyOriginApp._headers`) may be framed by bff's
 origin (the dashboard page) and, for a proxy session handed over by a partner's
 embed session, by that partner's page above it too: ``frame-ancestors`` binds every
 ancestor. ``'self'`` stays, for the vendor's own nested frames.
@@ -34,11 +35,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -57,6 +58,10 @@ from bff.web.dashboard.vendor_target import PREFIX
 from bff.web.security import HSTS
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_VENDOR = PREFIX + "/"
+# The distinct policies (and partner origins) whose framed form is remembered.
+_REMEMBERED_POLICIES = 64
+_REMEMBERED_HOSTS = 64
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Everything the proxy origin answers itself (its 404s, the handoff's redirects).
 _OWN_POLICY = (
@@ -80,6 +85,8 @@ class ProxyOriginDispatch:
         self.host, self.port = host_and_port(proxy_origin)
         # A Host without a port means the default port of the proxy origin's scheme.
         self.default_port = _DEFAULT_PORTS[urlsplit(proxy_origin).scheme]
+        # The answer per distinct Host value: a server sees the same few again and again.
+        self._hosts: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and self._is_proxy_host(scope):
@@ -90,11 +97,17 @@ class ProxyOriginDispatch:
     def _is_proxy_host(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
             if name == b"host":
-                host, port = _split_host(value.decode("latin-1"))
-                return (host, self.default_port if port is None else port) == (
-                    self.host,
-                    self.port,
-                )
+                known = self._hosts.get(value)
+                if known is None:
+                    host, port = _split_host(value.decode("latin-1"))
+                    known = (host, self.default_port if port is None else port) == (
+                        self.host,
+                        self.port,
+                    )
+                    if len(self._hosts) >= _REMEMBERED_HOSTS:
+                        self._hosts.clear()
+                    self._hosts[value] = known
+                return known
         return False
 
 
@@ -111,51 +124,25 @@ def _split_host(host: str) -> tuple[str, int | None]:
     return (name, int(port)) if port.isascii() and port.isdigit() else (name, -1)
 
 
-class ProxyRequestContext:
-    """Pure ASGI: a fresh request id per request (logs carry it, the response names
-    it), the request counted in ``bff_http_requests`` and bff's access record. No
-    client's own id is kept here."""
+class ProxyOriginApp:
+    """Pure ASGI, the proxy origin's whole stack around its routes. Per request: a fresh
+    request id (logs carry it, the response names it; no client's own id is kept), the
+    request counted in ``bff_http_requests`` and bff's access record, and the proxy
+    origin's headers (:meth:`_headers`). ``/vendor/…`` goes straight to the proxy (an
+    unhandled error answers 500 if nothing was sent, as Starlette's would); everything
+    else (the handoff, the stylesheet, 404s, websockets) to ``routes``."""
 
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        self.app = app
+    def __init__(
+        self,
+        routes: ASGIApp,
+        proxy: ASGIApp,
+        metrics: HttpMetrics,
+        settings: Settings,
+        public_origin: str,
+    ) -> None:
+        self.routes = routes
+        self.proxy = proxy
         self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = os.urandom(8).hex()
-        request_id.set(rid)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [h for h in message.get("headers", ()) if h[0] != b"x-request-id"]
-                message["headers"] = [*headers, (b"x-request-id", rid.encode("ascii"))]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self.metrics.observe(method, route, status, seconds)
-            if access_log_enabled():
-                log_access(scope, method, route, status, seconds)
-
-
-class ProxyOriginHeaders:
-    """Pure ASGI: the proxy origin's headers. Framing by ``'self'`` also admits bff's
-    origin (and the proxy session's partner origin); ``X-Frame-Options`` goes, since
-    it cannot name another origin; a response without a policy gets one that allows
-    nothing; ``nosniff``, ``no-referrer``, ``no-store`` and (https) HSTS always."""
-
-    def __init__(self, app: ASGIApp, settings: Settings, public_origin: str) -> None:
-        self.app = app
         self.public_origin = public_origin.encode("ascii")
         self.always = [
             (b"x-content-type-options", b"nosniff"),
@@ -164,40 +151,108 @@ class ProxyOriginHeaders:
         ]
         if (settings.proxy_origin or "").startswith("https://"):
             self.always.append((b"strict-transport-security", HSTS.encode()))
+        self._always_names = frozenset(name for name, _ in self.always)
+        # Who may frame a response, per partner origin (None: bff's origin alone).
+        self._framers: dict[str | None, list[bytes]] = {}
+        # Policies with those framers added, per (policy, partner origin).
+        self._policies: dict[tuple[bytes, str | None], bytes] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.routes(scope, receive, send)
             return
+        rid = os.urandom(8).hex()
+        request_id.set(rid)
+        rid_header = (b"x-request-id", rid.encode("ascii"))
+        started = time.perf_counter()
+        status = 500
+        responded = False
 
-        async def send_with_headers(message: Message) -> None:
+        async def send_wrapped(message: Message) -> None:
+            nonlocal status, responded
             if message["type"] == "http.response.start":
+                status = message["status"]
+                responded = True
                 partner = partner_origin(scope.get("state", {}))
-                framers = [self.public_origin]
-                if partner is not None:
-                    framers.append(partner.encode("ascii", "replace"))
-                message["headers"] = self._headers(message.get("headers", []), framers)
+                message["headers"] = self._headers(message.get("headers", ()), partner, rid_header)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        direct = scope["path"].startswith(_VENDOR) and not scope.get("root_path")
+        try:
+            if direct:
+                # What Mount(PREFIX) would add, without the router around it.
+                scope["app_root_path"] = ""
+                scope["root_path"] = PREFIX
+                try:
+                    await self.proxy(scope, receive, send_wrapped)
+                except Exception:
+                    if not responded:
+                        failed = PlainTextResponse("Internal Server Error", 500)
+                        await failed(scope, receive, send_wrapped)
+                    raise
+            else:
+                await self.routes(scope, receive, send_wrapped)
+        finally:
+            seconds = time.perf_counter() - started
+            route = PREFIX if direct else getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self.metrics.observe(method, route, status, seconds)
+            if access_log_enabled():
+                log_access(scope, method, route, status, seconds)
 
     def _headers(
-        self, headers: list[tuple[bytes, bytes]], framers: list[bytes]
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        partner: str | None,
+        rid_header: tuple[bytes, bytes],
     ) -> list[tuple[bytes, bytes]]:
+        """Framing by ``'self'`` also admits bff's origin (and ``partner``);
+        ``X-Frame-Options`` goes, since it cannot name another origin; a response without
+        a policy gets one that allows nothing; ``nosniff``, ``no-referrer``, ``no-store``
+        and (https) HSTS always; the request id, replacing any other."""
         out: list[tuple[bytes, bytes]] = []
         has_policy = False
+        present: set[bytes] | None = None
         for name, value in headers:
-            if name == b"x-frame-options":
+            if name == b"x-frame-options" or name == b"x-request-id":
                 continue
             if name == b"content-security-policy":
                 has_policy = True
-                value = with_frame_ancestors(value, framers)
+                value = self._policy(value, partner)
+            elif name in self._always_names:
+                if present is None:
+                    present = set()
+                present.add(name)
             out.append((name, value))
         if not has_policy:
             out.append((b"content-security-policy", _OWN_POLICY))
-        present = {name for name, _ in out}
-        out.extend(header for header in self.always if header[0] not in present)
+        if present is None:
+            out += self.always
+        else:
+            out.extend(header for header in self.always if header[0] not in present)
+        out.append(rid_header)
         return out
+
+    def _policy(self, policy: bytes, partner: str | None) -> bytes:
+        key = (policy, partner)
+        found = self._policies.get(key)
+        if found is None:
+            found = with_frame_ancestors(policy, self._framers_of(partner))
+            if len(self._policies) >= _REMEMBERED_POLICIES:
+                self._policies.clear()
+            self._policies[key] = found
+        return found
+
+    def _framers_of(self, partner: str | None) -> list[bytes]:
+        framers = self._framers.get(partner)
+        if framers is None:
+            framers = [self.public_origin]
+            if partner is not None:
+                framers.append(partner.encode("ascii", "replace"))
+            if len(self._framers) >= _REMEMBERED_POLICIES:
+                self._framers.clear()
+            self._framers[partner] = framers
+        return framers
 
 
 def with_frame_ancestors(policy: bytes, framers: list[bytes]) -> bytes:
@@ -226,22 +281,19 @@ def create_proxy_origin_app(
     metrics: ProxyMetrics,
     http_metrics: HttpMetrics,
     limits: ProxyLimits | None = None,
-) -> Starlette:
+) -> ProxyOriginApp:
     """The proxy origin's app: the handoff, the proxy, and 404 for everything else."""
     sessions = ProxySessions(settings)
     proxy = VendorProxy(sessions.target, sessions.authorizer(grant_for), metrics, limits)
-    return Starlette(
+    routes = Starlette(
         routes=[
             Route(HANDOFF_PATH, sessions.redeem, methods=["GET"], name="proxy:handoff"),
             Mount(PREFIX, app=proxy, name="proxy:vendor"),
             Route("/static/bff.css", _stylesheet, methods=["GET"], name="proxy:stylesheet"),
         ],
-        middleware=[
-            Middleware(ProxyRequestContext, http_metrics),
-            Middleware(ProxyOriginHeaders, settings, sessions.public_origin),
-        ],
         exception_handlers={HTTPException: _plain},
     )
+    return ProxyOriginApp(routes, proxy, http_metrics, settings, sessions.public_origin)
 
 
 def serve_proxy_origin(

@@ -11,25 +11,37 @@ import asyncio
 import dataclasses
 import logging
 import re
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
 from bff.app import create_app
 from bff.cli import main
 from bff.clock import ManualClock
 from bff.demo.vendor import VendorConfig
 from bff.errors import ConfigurationError, NotFoundError
+from bff.metrics import HttpMetrics
 from bff.operations import launches
 from bff.operations.mappings import unmap_pair
 from bff.settings import Settings
 from bff.web.dashboard.delivery import VENDOR_FRAME_PATH, check_proxy_origin
-from bff.web.dashboard.handoff import HANDOFF_PATH, ProxySessions, partner_origin
-from bff.web.dashboard.proxy_origin import ProxyOriginDispatch
+from bff.web.dashboard.handoff import (
+    HANDOFF_PATH,
+    ProxyPass,
+    ProxySeal,
+    ProxySessions,
+    partner_origin,
+)
+from bff.web.dashboard.proxy_origin import ProxyOriginApp, ProxyOriginDispatch
 from tests.web.dashboard.fixtures import (
     ANALYST,
     RecordingVendor,
@@ -321,6 +333,34 @@ async def test_dispatch_by_host(host: str, proxied: bool) -> None:
     await dispatch({"type": "http", "headers": headers}, None, None)  # type: ignore[arg-type]
     await dispatch({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert reached == ["proxy" if proxied else "bff", "bff"]
+
+
+@pytest.mark.anyio
+async def test_an_error_in_the_proxy_answers_500_with_the_proxy_origins_headers(
+    settings: Settings,
+) -> None:
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("the proxy failed")
+
+    async def routes(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("/vendor/ is not routed")
+
+    metrics = HttpMetrics(CollectorRegistry())
+    app = ProxyOriginApp(routes, failing, metrics, settings, PUBLIC_ORIGIN)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/vendor/x", "headers": [], "state": {}}
+    with pytest.raises(RuntimeError):
+        await app(scope, None, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 500
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-security-policy"].endswith(b"frame-ancestors 'none'")
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert len(headers[b"x-request-id"]) == 16
+    assert sent[1]["body"] == b"Internal Server Error"
 
 
 # The proxy session: one user, one pair, while its parent lives.
@@ -660,3 +700,98 @@ def test_the_proxy_origins_requests_are_counted_with_bffs(
     assert 'bff_http_requests_total{method="GET",route="/vendor",status="200"} 1.0' in metrics
     assert 'bff_http_requests_total{method="GET",route="/handoff",status="303"} 1.0' in metrics
     assert 'bff_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in metrics
+
+
+# The opened proxy session cookie, remembered per process.
+
+
+@pytest.fixture
+def opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The proxy session cookie values ``ProxySeal.open`` was asked to open."""
+    asked: list[str] = []
+    opening = ProxySeal.open
+
+    def counting(
+        self: ProxySeal, purpose: str, value: str | None, *, max_age: int, now: float
+    ) -> dict[str, object] | None:
+        if purpose == "proxy-session" and value:
+            asked.append(value)
+        return opening(self, purpose, value, max_age=max_age, now=now)
+
+    monkeypatch.setattr(ProxySeal, "open", counting)
+    return asked
+
+
+def test_a_proxy_cookie_is_opened_once_and_its_parent_checked_every_time(
+    client: TestClient, proxy: TestClient, opens: list[str]
+) -> None:
+    sign_in_analyst(client)
+    handed_over(client, proxy)
+    for _ in range(3):
+        assert proxy.get("/vendor/").status_code == 200
+    assert len(opens) == 1
+    call(client, lambda: services_of(client).sessions.revoke(svc_session_id(client)))
+    ended = proxy.get("/vendor/")
+    assert ended.status_code == 401
+    assert "Session ended" in ended.text
+    assert len(opens) == 1  # refused from the remembered cookie, at once
+
+
+def test_a_remembered_proxy_cookie_loses_a_removed_mapping_at_once(
+    client: TestClient, proxy: TestClient, vendor: RecordingVendor, opens: list[str]
+) -> None:
+    sign_in_analyst(client)
+    handed_over(client, proxy)
+    assert proxy.get("/vendor/").status_code == 200
+    svc = services_of(client)
+    call(client, lambda: svc.sessions.set_scope(svc_session_id(client), SECOND))
+
+    async def remove() -> None:
+        assert await unmap_pair(svc.database, "test", ANALYST, FIRST, live=svc.live())
+
+    call(client, remove)
+    vendor.requests.clear()
+    assert proxy.get("/vendor/").status_code == 403
+    assert vendor.requests == []
+    assert len(opens) == 1
+
+
+def test_a_tampered_proxy_cookie_is_never_taken_from_the_remembered_ones(
+    client: TestClient, proxy: TestClient, opens: list[str]
+) -> None:
+    sign_in_analyst(client)
+    handed_over(client, proxy)
+    assert proxy.get("/vendor/").status_code == 200
+    value = proxy.cookies.get(COOKIE)
+    assert value
+    flipped = value[:40] + ("A" if value[40] != "A" else "B") + value[41:]
+    for _ in range(2):
+        proxy.cookies.clear()
+        proxy.cookies.set(COOKIE, flipped, domain="proxy.testserver")
+        assert proxy.get("/vendor/").status_code == 401
+    # Opened (and refused) each time: a value that did not open is not remembered.
+    assert opens == [value, flipped, flipped]
+
+
+def test_a_remembered_proxy_cookie_still_expires_by_itself(settings: Settings) -> None:
+    sessions = ProxySessions(settings)
+    clock = ManualClock()
+    svc = SimpleNamespace(clock=clock, sessions=SimpleNamespace(max_age=timedelta(seconds=100)))
+    proxy_pass = ProxyPass("parent", 7, FIRST)
+    value = sessions.seal.seal("proxy-session", proxy_pass.fields(), now=clock.now().timestamp())
+    request = Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/vendor/",
+            "headers": [(b"cookie", f"{sessions.cookie_name}={value}".encode())],
+        }
+    )
+    found = sessions.pass_of(request, svc)  # type: ignore[arg-type]
+    assert found == proxy_pass
+    clock.advance(100)
+    assert sessions.pass_of(request, svc) is found  # type: ignore[arg-type]
+    clock.advance(1)
+    assert sessions.pass_of(request, svc) is None  # type: ignore[arg-type]
+    # As a process that never saw it refuses it.
+    assert ProxySessions(settings).pass_of(request, svc) is None  # type: ignore[arg-type]
