@@ -28,7 +28,7 @@ import json
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -210,23 +210,7 @@ async def redeem(database: Database, ticket: str, *, now: datetime) -> Redeemed:
     if not ticket or len(ticket) > 200:
         raise NotFoundError("this launch link is unknown, used or expired")
     async with database.session() as db:
-        row = (
-            await db.execute(
-                delete(EmbedTicket)
-                .where(
-                    EmbedTicket.token_hash == hash_ticket(ticket),
-                    EmbedTicket.partner_app_id.is_not(None),
-                )
-                .returning(
-                    EmbedTicket.partner_app_id,
-                    EmbedTicket.user_id,
-                    EmbedTicket.tenant_id,
-                    EmbedTicket.sub_tenant_id,
-                    EmbedTicket.origin,
-                    EmbedTicket.expires_at,
-                )
-            )
-        ).first()
+        row = await _use_up(db, ticket, launch=True)
         if row is None or row.partner_app_id is None or row.expires_at <= now:
             raise NotFoundError("this launch link is unknown, used or expired")
         app = await db.get(PartnerApp, row.partner_app_id)
@@ -283,22 +267,7 @@ async def redeem_handoff(database: Database, ticket: str, *, now: datetime) -> H
     if not ticket or len(ticket) > MAX_HANDOFF_TICKET:
         raise NotFoundError("this handoff is unknown, used or expired")
     async with database.session() as db:
-        row = (
-            await db.execute(
-                delete(EmbedTicket)
-                .where(
-                    EmbedTicket.token_hash == hash_ticket(ticket),
-                    EmbedTicket.partner_app_id.is_(None),
-                )
-                .returning(
-                    EmbedTicket.user_id,
-                    EmbedTicket.tenant_id,
-                    EmbedTicket.sub_tenant_id,
-                    EmbedTicket.origin,
-                    EmbedTicket.expires_at,
-                )
-            )
-        ).first()
+        row = await _use_up(db, ticket, launch=False)
     if row is None or row.expires_at <= now:
         raise NotFoundError("this handoff is unknown, used or expired")
     return Handoff(row.user_id, (row.tenant_id, row.sub_tenant_id), row.origin)
@@ -309,3 +278,27 @@ async def sweep(database: Database, *, now: datetime) -> int:
     async with database.session() as db:
         result = await db.execute(delete(EmbedTicket).where(EmbedTicket.expires_at <= now))
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+_TicketRow = Row[int | None, int, str, str, str, datetime]
+
+
+async def _use_up(db: AsyncSession, ticket: str, *, launch: bool) -> _TicketRow | None:
+    """Delete a launch's (or a handoff's) ticket as it is read: of two redemptions
+    exactly one gets the row. A launch's ticket is never a handoff's, nor the reverse."""
+    kind = (
+        EmbedTicket.partner_app_id.is_not(None) if launch else EmbedTicket.partner_app_id.is_(None)
+    )
+    result = await db.execute(
+        delete(EmbedTicket)
+        .where(EmbedTicket.token_hash == hash_ticket(ticket), kind)
+        .returning(
+            EmbedTicket.partner_app_id,
+            EmbedTicket.user_id,
+            EmbedTicket.tenant_id,
+            EmbedTicket.sub_tenant_id,
+            EmbedTicket.origin,
+            EmbedTicket.expires_at,
+        )
+    )
+    return result.first()
