@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -12,7 +13,8 @@ from sqlalchemy.engine import make_url
 from bff.clock import ManualClock
 from bff.demo.vendor import VendorConfig
 from bff.settings import Settings
-from bff.store.database import create_engine
+from bff.store.database import Database, create_engine
+from bff.store.migrate import upgrade
 
 
 @pytest.fixture
@@ -73,3 +75,35 @@ def clock() -> ManualClock:
 def vendor(clock: ManualClock) -> VendorConfig:
     """The demo vendor's configuration on the test's clock (modules may override it)."""
     return VendorConfig(clock=clock)
+
+
+@pytest.fixture
+def migrated_postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, migrated, for a synchronous (TestClient) test."""
+    server = os.environ.get("BFF_TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("BFF_TEST_DATABASE_URL is not set; no PostgreSQL server to test against")
+    name = f"bff_test_{secrets.token_hex(6)}"
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+
+    async def on_server(sql: str) -> None:
+        admin = create_engine(server).execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            async with admin.connect() as connection:
+                await connection.execute(text(sql))
+        finally:
+            await admin.dispose()
+
+    async def migrate() -> None:
+        database = Database(url)
+        try:
+            await upgrade(database.engine)
+        finally:
+            await database.dispose()
+
+    asyncio.run(on_server(f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(migrate())
+        yield url
+    finally:
+        asyncio.run(on_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -13,7 +13,6 @@ an instance heard, for tests to wait on.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import os
@@ -28,8 +27,6 @@ import pytest
 import redis
 from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from bff import passwords
@@ -39,8 +36,6 @@ from bff.settings import Settings
 from bff.shared import redis_link
 from bff.shared.redis_link import UNREACHABLE, RedisLink
 from bff.shared.revocations import MappingsRevoked, SessionsRevoked
-from bff.store.database import Database, create_engine
-from bff.store.migrate import upgrade
 from tests.web.helpers import add_probe_routes, call, services_of
 
 PUBLIC_URL = "https://testserver"
@@ -252,35 +247,3 @@ def shared_pair(
 ) -> Iterator[tuple[Instance, Instance]]:
     with two_instances(shared_settings, clock) as pair:
         yield pair
-
-
-@pytest.fixture
-def migrated_postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database, migrated, for a synchronous (TestClient) test."""
-    server = os.environ.get("BFF_TEST_DATABASE_URL")
-    if not server:
-        pytest.skip("BFF_TEST_DATABASE_URL is not set; no PostgreSQL server to test against")
-    name = f"bff_test_{secrets.token_hex(6)}"
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-
-    async def on_server(sql: str) -> None:
-        admin = create_engine(server).execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            async with admin.connect() as connection:
-                await connection.execute(text(sql))
-        finally:
-            await admin.dispose()
-
-    async def migrate() -> None:
-        database = Database(url)
-        try:
-            await upgrade(database.engine)
-        finally:
-            await database.dispose()
-
-    asyncio.run(on_server(f'CREATE DATABASE "{name}"'))
-    try:
-        asyncio.run(migrate())
-        yield url
-    finally:
-        asyncio.run(on_server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
