@@ -47,7 +47,6 @@ import multiprocessing
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import ExitStack, contextmanager
 
 import httpx2
@@ -63,6 +63,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bench.server import free_port, server_process
 from bench.web import signed_in_cookies
 from bff.demo.seed import DemoAccount, seed
 from bff.demo.server import serve_in_thread
@@ -207,35 +208,9 @@ async def _load(
 # -- the servers ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def bff_serve(env: dict[str, str], port: int, workers: int, log: str) -> Iterator[str]:
+def bff_serve(env: dict[str, str], port: int, workers: int, log: str) -> ContextManager[str]:
     argv = [sys.executable, "-m", "bff", "serve", "--port", str(port), "--workers", str(workers)]
-    with open(os.devnull, "w") as null, open(log, "w") as errors:
-        process = subprocess.Popen(argv, env=env, stdout=null, stderr=errors)
-    url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx2.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx2.TransportError:
-                if process.poll() is not None:
-                    raise RuntimeError(f"bff serve exited with {process.returncode}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError("bff serve did not come up") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    return server_process(argv, env, port, errors=log)
 
 
 @contextmanager

@@ -68,10 +68,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_process(argv: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    """A server process on ``port`` until the block ends; its output goes nowhere."""
-    with open(os.devnull, "w") as null:
-        process = subprocess.Popen(argv, env=env, stdout=null, stderr=null)
+def server_process(
+    argv: list[str], env: dict[str, str], port: int, errors: str = os.devnull
+) -> Iterator[str]:
+    """A server process on ``port`` until the block ends, once its ``/healthz`` answers;
+    its standard error goes to the file ``errors``, its output nowhere."""
+    with open(os.devnull, "w") as null, open(errors, "w") as error_log:
+        process = subprocess.Popen(argv, env=env, stdout=null, stderr=error_log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
